@@ -1,0 +1,37 @@
+"""Write one benchmark's table into BENCHMARKS.md without touching the others.
+
+Each benchmark owns a section delimited by `<!-- begin: NAME -->` and
+`<!-- end: NAME -->`; `write_section` replaces that section (or appends it) and
+writes the file atomically.
+"""
+
+import os
+import platform
+import re
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHMARKS = os.path.join(ROOT, "BENCHMARKS.md")
+HEADER = "# Benchmarks\n\nEvery table below was written by the script named in it; ratios are measured in one run, against a baseline timed in the same process.\n"
+
+
+def machine_line():
+    return f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}."
+
+
+def write_section(name, markdown, path=BENCHMARKS):
+    begin, end = f"<!-- begin: {name} -->", f"<!-- end: {name} -->"
+    block = f"{begin}\n{markdown.strip()}\n{end}\n"
+    text = open(path).read() if os.path.exists(path) else HEADER
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".BENCHMARKS.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
