@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from control_opt.momentum import momentum_direction
+
 __all__ = [
     "exponential_scope",
     "langevin_noise_scale",
@@ -87,12 +89,7 @@ def langevin_step(
     Returns:
       `(new_probe, new_velocity)`; `new_velocity` is `None` when `momentum` is 0.
     """
-    if momentum:
-        velocity = momentum * velocity + gradient
-        direction = gradient + momentum * velocity if nesterov else velocity
-    else:
-        velocity = None
-        direction = gradient
+    direction, velocity = momentum_direction(gradient, velocity, momentum, nesterov)
     direction = direction + gamma * (probe - anchor)
     new_probe = probe - learning_rate * direction
     if noise is not None:

@@ -1,0 +1,63 @@
+"""Keras callbacks that keep reporting and saving on the anchor.
+
+With an anchored optimizer (`EntropySGD`, `EntropyAdam`, ...) the model's
+variables hold the probe `w'` during training while the weights to report, the
+anchor `w`, are optimizer state (`control_opt.optimizers.anchored`).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from control_opt.optimizers.anchored import AnchoredOptimizer
+
+__all__ = ["AnchorSwap"]
+
+
+class AnchorSwap(keras.callbacks.Callback):
+    """Swap the anchor into the model wherever `fit` reports or saves.
+
+    * validation inside `fit` (and `evaluate(callbacks=[AnchorSwap()])`) runs
+      at the anchor;
+    * at every epoch end the model holds the anchor, so callbacks placed
+      *after* this one (`ModelCheckpoint`, `BackupAndRestore`, CSV/TensorBoard
+      writers, the experiment runner) see the anchor;
+    * at every epoch begin, and at the start of a later `fit` on a model that
+      was finalized, saved or restored mid inner loop, the probe goes back, so
+      training continues exactly where it stopped.
+
+    Place it first in `callbacks=`. For optimizers without an anchor it does
+    nothing, so a runner can always add it. Every swap is an exchange of
+    values (never a copy), tracked by the optimizer's `anchor_in_model`
+    variable, so nothing is lost whatever the order of events.
+    """
+
+    def _optimizer(self):
+        optimizer = getattr(self.model, "optimizer", None)
+        return optimizer if isinstance(optimizer, AnchoredOptimizer) else None
+
+    def _swap(self, to_anchor):
+        optimizer = self._optimizer()
+        if optimizer is None:
+            return False
+        return optimizer.swap_in_anchor() if to_anchor else optimizer.swap_in_probe()
+
+    def on_train_begin(self, logs=None):
+        self._swap(to_anchor=False)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._swap(to_anchor=False)
+
+    def on_test_begin(self, logs=None):
+        self._swapped_for_test = self._swap(to_anchor=True)
+
+    def on_test_end(self, logs=None):
+        if getattr(self, "_swapped_for_test", False):
+            self._swap(to_anchor=False)
+            self._swapped_for_test = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._swap(to_anchor=True)
+
+    def on_train_end(self, logs=None):
+        self._swap(to_anchor=True)

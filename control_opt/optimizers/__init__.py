@@ -1,0 +1,6 @@
+"""Keras optimizers built on the anchor / probe / control pattern (`anchored`)."""
+
+from control_opt.optimizers.anchored import AnchoredOptimizer
+from control_opt.optimizers.entropy_sgd import EntropyAdam, EntropySGD
+
+__all__ = ["AnchoredOptimizer", "EntropyAdam", "EntropySGD"]

@@ -1,0 +1,324 @@
+"""The anchor / probe / chain / control pattern shared by every optimizer of the library.
+
+Each optimizer here discretizes the controlled SDE `dw = -a(w, s) ds + dB`
+(DESIGN.md section 1) with a control read from an inner Markov chain:
+
+* the **anchor** `w`: the slow variable, the weights we report; optimizer state;
+* the **probe** `w'`: the fast variable where the next gradient is evaluated;
+  it lives in the model's own variables during training;
+* a **chain statistic** (the running mean `mu` of Entropy-SGD, the fixed point
+  `p` of the HJ optimizer) from which the **control** `a` is read;
+* the **outer step** `w <- w - eta * rule(a + wd w)` after every `inner_steps`
+  gradient evaluations (SGD momentum, Adam, ...), after which the probe and the
+  chain restart at the new anchor.
+
+Keras calls `apply_gradients` once per minibatch gradient, so the inner loop is
+unrolled across calls and gated by a counter (as in Optax's `lookahead`): with
+`k = iterations // L` and `l = iterations % L` (both derived from the
+optimizer's own `iterations` variable, so they survive checkpoints,
+`steps_per_execution` and XLA), the call with `l = L - 1` also does the outer
+step. One Keras step is one gradient evaluation; an "effective epoch" is one
+pass over the data whatever L is, as in the papers.
+
+A subclass supplies two small parts, and nothing else:
+
+* its chain: `_build_chain`, `_chain_slots(index)`, `_chain_step(...)` (one
+  inner step, returning the new probe and the new chain statistics),
+  `_chain_reset(anchor)` and `_control(anchor, statistics)`;
+* its outer rule: `_build_outer` and `_outer_direction(index, gradient)`, e.g.
+  `MomentumOuterStep` or `AdamOuterStep` below (mix-ins).
+
+Later replica-local optimizers (Elastic-SGD, Parle on `tf.distribute`) add their
+coupling term to the control in `_control`.
+
+Which weights the model holds
+-----------------------------
+During training the model's variables hold the probe. Everything that reports
+or keeps the model must see the anchor; the exchange is exact (a swap, so
+nothing is lost) and tracked by an optimizer variable, so checkpoints know
+which is where:
+
+* at the end of `fit`, Keras calls `finalize_variable_values`, which swaps the
+  anchor into the model: `evaluate`, `predict` and `save` after `fit` see the
+  anchor;
+* `control_opt.AnchorSwap()` (put it first in `callbacks=`) also swaps the
+  anchor in for validation inside `fit` and at every epoch end (so
+  `ModelCheckpoint`, metrics writers and our experiment runner see it), and
+  swaps the probe back before training resumes, including at the start of a
+  later `fit` on a model that was saved or finalized mid inner loop;
+* without that callback, a later `fit` still starts correctly: the first
+  update notices that the model holds the anchor and swaps the probe back
+  (only that first gradient is then taken at the anchor instead of the probe).
+"""
+
+from __future__ import annotations
+
+import numbers
+import random
+
+import keras
+import tensorflow as tf
+
+from control_opt import momentum as momentum_lib
+
+__all__ = ["AnchoredOptimizer", "AdamOuterStep", "MomentumOuterStep"]
+
+# Salt that separates the noise streams of the variables of one optimizer.
+_VARIABLE_SALT = 0x9E3779B1
+
+
+def check_rate(name, value, allow_schedule=False):
+    """A strictly positive float (or a schedule/callable where allowed)."""
+    if allow_schedule and (callable(value) or isinstance(value, keras.optimizers.schedules.LearningRateSchedule)):
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        raise ValueError(f"`{name}` must be a positive float, got {value!r}.")
+    return float(value)
+
+
+def check_unit_interval(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
+        raise ValueError(f"`{name}` must be a float in [0, 1), got {value!r}.")
+    return float(value)
+
+
+def check_non_negative(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(f"`{name}` must be a non-negative float, got {value!r}.")
+    return float(value)
+
+
+def check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def check_nesterov(name, nesterov, momentum_name, momentum):
+    if nesterov and not momentum:
+        raise ValueError(f"`{name}=True` needs a positive `{momentum_name}`, got {momentum_name}={momentum!r}.")
+    return bool(nesterov)
+
+
+def resolve_seed(seed):
+    """An explicit integer seed; `None` draws one from Python's `random`, which
+    `keras.utils.set_random_seed` seeds, so seeded programs stay reproducible."""
+    if seed is None:
+        return random.randint(1, 2**31 - 1)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"`seed` must be an integer or None, got {seed!r}.")
+    return int(seed)
+
+
+class AnchoredOptimizer(keras.optimizers.Optimizer):
+    """Base class: anchor, probe, chain statistic, control, outer step (module docstring)."""
+
+    def __init__(self, learning_rate, *, inner_steps, l2=0.0, seed=None, name=None, **kwargs):
+        super().__init__(learning_rate=check_rate("learning_rate", learning_rate, allow_schedule=True),
+                         name=name, **kwargs)
+        self._inner_steps = inner_steps
+        self.l2 = check_non_negative("l2", l2)
+        self.seed = resolve_seed(seed)
+
+    # ------------------------------------------------------------------ state
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._anchors = self.add_optimizer_variables(var_list, "anchor")
+        for anchor, variable in zip(self._anchors, var_list):
+            self.assign(anchor, variable)
+        # 1 while the model's variables hold the anchor (and the anchor slots the probe).
+        self._anchor_in_model = self.add_variable(
+            shape=(), initializer="zeros", dtype="int32", aggregation="only_first_replica",
+            name="anchor_in_model")
+        self._noise_seed = self.add_variable(
+            shape=(), initializer=keras.initializers.Constant(self.seed), dtype="int64",
+            aggregation="only_first_replica", name="noise_seed")
+        self._build_chain(var_list)
+        self._build_outer(var_list)
+
+    @property
+    def anchors(self):
+        """The anchor variables `w`, in the order of the model's trainable variables
+        (they hold the probe while `anchor_in_model` is true)."""
+        return list(self._anchors)
+
+    @property
+    def anchor_in_model(self):
+        return self.built and bool(int(self._anchor_in_model.numpy()))
+
+    @property
+    def inner_step(self):
+        """Position l in the inner loop (0 at the start of an outer step)."""
+        return self.iterations % self._inner_steps
+
+    @property
+    def outer_step(self):
+        """k, the number of completed outer steps."""
+        return self.iterations // self._inner_steps
+
+    # ---------------------------------------------------------- the swap
+    def _exchange_anchor_and_probe(self):
+        for variable, anchor in zip(self._trainable_variables, self._anchors):
+            held = tf.identity(variable.value)
+            variable.assign(anchor.value)
+            anchor.assign(held)
+
+    def swap_in_anchor(self):
+        """Put the anchor in the model's variables (the probe goes to the anchor
+        slots). Returns True if anything moved. Eager; used by callbacks."""
+        if not self.built or self.anchor_in_model:
+            return False
+        self._exchange_anchor_and_probe()
+        self._anchor_in_model.assign(1)
+        return True
+
+    def swap_in_probe(self):
+        """Inverse of `swap_in_anchor`: training continues from the probe."""
+        if not self.anchor_in_model:
+            return False
+        self._exchange_anchor_and_probe()
+        self._anchor_in_model.assign(0)
+        return True
+
+    def finalize_variable_values(self, var_list):
+        """Called by Keras at the end of `fit`: the model keeps the anchor."""
+        super().finalize_variable_values(var_list)
+        self.swap_in_anchor()
+
+    # ------------------------------------------------------------ update
+    def _backend_apply_gradients(self, grads, trainable_variables):
+        super()._backend_apply_gradients(grads, trainable_variables)
+        # Every variable swapped back in its update_step (if it had to).
+        self._anchor_in_model.assign(0)
+
+    def noise_normal(self, index, shape, dtype):
+        """`xi ~ N(0, I)` for variable `index` at the current iteration, from
+        stateless ops: a pure function of (seed, variable, iteration), so a
+        resumed or replayed run draws the same noise, and all replicas of a
+        `tf.distribute` strategy draw the same."""
+        seed = tf.stack([self._noise_seed + index * _VARIABLE_SALT, tf.cast(self.iterations, tf.int64)])
+        return tf.random.stateless_normal(shape, seed=seed, dtype=dtype)
+
+    def update_step(self, gradient, variable, learning_rate):
+        index = self._get_variable_index(variable)
+        dtype = variable.dtype
+        anchor_slot = self._anchors[index]
+        # A model finalized (anchor in it) and fit again without AnchorSwap.
+        tf.cond(tf.equal(self._anchor_in_model, 1),
+                lambda: self._swap_one(variable, anchor_slot), lambda: None)
+        gradient = tf.cast(gradient, dtype)
+        probe = tf.identity(variable)
+        anchor = tf.identity(anchor_slot)
+        if self.l2:
+            gradient = gradient + self.l2 * probe
+        step = self.iterations
+        outer = step // self._inner_steps
+        slots = self._chain_slots(index)
+        new_probe, statistics = self._chain_step(index, gradient, probe, anchor, slots, outer)
+
+        def inner_only():
+            self.assign(variable, new_probe)
+            for slot, value in zip(slots, statistics):
+                if slot is not None:
+                    self.assign(slot, value)
+
+        def outer_step():
+            control = self._control(anchor, statistics)
+            if self.l2:
+                control = control + self.l2 * anchor
+            direction = self._outer_direction(index, control, outer + 1)
+            new_anchor = anchor - tf.cast(learning_rate, dtype) * direction
+            self.assign(anchor_slot, new_anchor)
+            self.assign(variable, new_anchor)
+            for slot, value in zip(slots, self._chain_reset(new_anchor)):
+                if slot is not None:
+                    self.assign(slot, value)
+
+        tf.cond(tf.equal(step % self._inner_steps, self._inner_steps - 1), outer_step, inner_only)
+
+    def _swap_one(self, variable, anchor_slot):
+        held = tf.identity(variable)
+        self.assign(variable, anchor_slot)
+        self.assign(anchor_slot, held)
+
+    # ------------------------------------------------- subclass interface
+    def _build_chain(self, var_list):
+        raise NotImplementedError
+
+    def _chain_slots(self, index):
+        """Tuple of the chain's slot variables for variable `index` (None allowed)."""
+        raise NotImplementedError
+
+    def _chain_step(self, index, gradient, probe, anchor, slots, outer_step):
+        """One inner step: `(new_probe, new_statistics)`, statistics aligned with `slots`."""
+        raise NotImplementedError
+
+    def _chain_reset(self, anchor):
+        """Values of the chain slots at the start of an outer step."""
+        raise NotImplementedError
+
+    def _control(self, anchor, statistics):
+        """The control `a` read from the chain after its last inner step."""
+        raise NotImplementedError
+
+    def _build_outer(self, var_list):
+        raise NotImplementedError
+
+    def _outer_direction(self, index, gradient, step):
+        """Direction `d` of the outer step `w <- w - eta d` for the control
+        `gradient` (L2 included); `step` = k + 1 >= 1."""
+        raise NotImplementedError
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"l2": self.l2, "seed": self.seed})
+        return config
+
+
+class MomentumOuterStep:
+    """Outer rule: SGD with (Nesterov) momentum on the control; buffer starts at 0."""
+
+    def _init_outer(self, momentum, nesterov):
+        self.momentum = check_unit_interval("momentum", momentum)
+        self.nesterov = check_nesterov("nesterov", nesterov, "momentum", self.momentum)
+
+    def _build_outer(self, var_list):
+        self._outer_velocities = (self.add_optimizer_variables(var_list, "outer_velocity")
+                                  if self.momentum else None)
+
+    def _outer_direction(self, index, gradient, step):
+        velocity = self._outer_velocities[index] if self.momentum else None
+        direction, new_velocity = momentum_lib.momentum_direction(
+            gradient, velocity, self.momentum, self.nesterov)
+        if new_velocity is not None:
+            self.assign(velocity, new_velocity)
+        return direction
+
+    def _outer_config(self):
+        return {"momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class AdamOuterStep:
+    """Outer rule: Adam on the control, its step counter the outer step k + 1."""
+
+    def _init_outer(self, beta_1, beta_2, epsilon):
+        self.beta_1 = check_unit_interval("beta_1", beta_1)
+        self.beta_2 = check_unit_interval("beta_2", beta_2)
+        self.epsilon = check_rate("epsilon", epsilon)
+
+    def _build_outer(self, var_list):
+        self._first_moments, self._second_moments = self.add_optimizer_variables(
+            var_list, ["first_moment", "second_moment"])
+
+    def _outer_direction(self, index, gradient, step):
+        first, second = self._first_moments[index], self._second_moments[index]
+        direction, new_first, new_second = momentum_lib.adam_direction(
+            gradient, first, second, step, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
+        self.assign(first, new_first)
+        self.assign(second, new_second)
+        return direction
+
+    def _outer_config(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}

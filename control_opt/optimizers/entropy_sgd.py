@@ -1,0 +1,207 @@
+"""Entropy-SGD and Entropy-Adam (Chaudhari et al., ICLR 2017, Algorithm 1).
+
+Gradient descent on the local entropy `F_gamma(w) = log ∫ exp(-f(w') - gamma/2
+|w - w'|^2) dw'`, the solution of a viscous Hamilton-Jacobi equation
+(DESIGN.md sections 3-4). Its gradient needs the mean of the local Gibbs
+measure, estimated by an SGLD chain started at the anchor. Conventions are the
+authors' Lua code, which produced the paper's tables (DESIGN.md section 3).
+
+Start of outer step k:  w' <- w,  mu <- w,  v' <- 0.
+Inner step (one Keras step, one minibatch gradient g = grad f(w') + wd w'):
+
+    v' <- m' v' + g ;  d = g + m' v' (Nesterov) | v' | g
+    d  <- d - gamma_k (w - w'),          gamma_k = gamma0 (1 + gamma1)^k
+    w' <- w' - eta' d + eps sqrt(2 eta') xi
+    mu <- beta1 mu + (1 - beta1) w'
+
+Outer step, right after the L-th inner step:
+
+    a = w - mu ;  g = a + wd w ;  w <- w - eta * momentum(g)   (Entropy-SGD)
+                                  w <- w - eta * adam(g)       (Entropy-Adam)
+    k <- k + 1 ;  w' <- w ;  mu <- w
+
+References:
+  [1] P. Chaudhari et al. Entropy-SGD: Biasing gradient descent into wide
+      valleys. ICLR 2017. https://arxiv.org/abs/1611.01838
+  [2] P. Chaudhari, A. Oberman, S. Osher, S. Soatto, G. Carlier. Deep
+      relaxation: partial differential equations for optimizing deep neural
+      networks. Research in the Mathematical Sciences, 2018.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from control_opt import local_entropy
+from control_opt.optimizers import anchored
+
+__all__ = ["EntropyAdam", "EntropySGD"]
+
+
+class _LocalEntropyChain(anchored.AnchoredOptimizer):
+    """The SGLD chain on the local Gibbs measure: statistic `mu`, control `w - mu`."""
+
+    def _init_chain(self, *, langevin_steps, langevin_learning_rate, langevin_momentum,
+                    langevin_nesterov, gamma, scoping, noise, mean_decay):
+        self.langevin_steps = anchored.check_positive_int("langevin_steps", langevin_steps)
+        self._inner_steps = self.langevin_steps
+        self.langevin_learning_rate = anchored.check_rate("langevin_learning_rate", langevin_learning_rate)
+        self.langevin_momentum = anchored.check_unit_interval("langevin_momentum", langevin_momentum)
+        self.langevin_nesterov = anchored.check_nesterov(
+            "langevin_nesterov", langevin_nesterov, "langevin_momentum", self.langevin_momentum)
+        if callable(gamma):
+            self.gamma = gamma
+        else:
+            self.gamma = anchored.check_non_negative("gamma", gamma)
+        self.scoping = anchored.check_non_negative("scoping", scoping)
+        self.noise = anchored.check_non_negative("noise", noise)
+        self.mean_decay = anchored.check_unit_interval("mean_decay", mean_decay)
+
+    def scope(self, outer_step, dtype=tf.float32):
+        """gamma_k: `gamma(k)` if `gamma` is callable (then `scoping` is not
+        used), else `gamma0 (1 + gamma1)^k`."""
+        if callable(self.gamma):
+            return tf.cast(self.gamma(outer_step), dtype)
+        return local_entropy.exponential_scope(tf.constant(self.gamma, dtype), self.scoping, outer_step)
+
+    def _build_chain(self, var_list):
+        self._means = self.add_optimizer_variables(var_list, "mean")
+        for mean, variable in zip(self._means, var_list):
+            self.assign(mean, variable)
+        self._langevin_velocities = (self.add_optimizer_variables(var_list, "langevin_velocity")
+                                     if self.langevin_momentum else [None] * len(var_list))
+
+    def _chain_slots(self, index):
+        return (self._means[index], self._langevin_velocities[index])
+
+    def _chain_step(self, index, gradient, probe, anchor, slots, outer_step):
+        mean, velocity = slots
+        dtype = probe.dtype
+        noise = None
+        if self.noise:
+            scale = float(self.noise * (2.0 * self.langevin_learning_rate) ** 0.5)
+            noise = scale * self.noise_normal(index, tf.shape(probe), dtype)
+        new_probe, new_velocity = local_entropy.langevin_step(
+            probe, gradient, anchor, velocity,
+            learning_rate=self.langevin_learning_rate, gamma=self.scope(outer_step, dtype),
+            momentum=self.langevin_momentum, nesterov=self.langevin_nesterov, noise=noise)
+        new_mean = local_entropy.running_mean(mean, new_probe, self.mean_decay)
+        return new_probe, (new_mean, new_velocity)
+
+    def _chain_reset(self, anchor):
+        return (anchor, tf.zeros_like(anchor) if self.langevin_momentum else None)
+
+    def _control(self, anchor, statistics):
+        return local_entropy.local_entropy_control(anchor, statistics[0])
+
+    def _chain_config(self):
+        gamma = self.gamma
+        if callable(gamma):
+            gamma = keras.saving.serialize_keras_object(gamma)
+        return {
+            "langevin_steps": self.langevin_steps,
+            "langevin_learning_rate": self.langevin_learning_rate,
+            "langevin_momentum": self.langevin_momentum,
+            "langevin_nesterov": self.langevin_nesterov,
+            "gamma": gamma,
+            "scoping": self.scoping,
+            "noise": self.noise,
+            "mean_decay": self.mean_decay,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        if isinstance(config.get("gamma"), dict):
+            config["gamma"] = keras.saving.deserialize_keras_object(
+                config["gamma"], custom_objects=custom_objects)
+        return super().from_config(config, custom_objects=custom_objects)
+
+
+_SHARED_DOC = """
+    Keras semantics: one `apply_gradients` call is one inner (Langevin) step
+    at the probe; every `langevin_steps`-th call also does the outer step. The
+    model's variables hold the probe during training and the anchor after
+    `fit` (`finalize_variable_values`); pass `control_opt.AnchorSwap()` first
+    in `callbacks=` to validate and checkpoint at the anchor inside `fit`
+    (see `control_opt.optimizers.anchored`).
+
+    Langevin args (the inner loop, restarted at the anchor every outer step):
+      langevin_steps: L, gradient evaluations per outer step (20).
+      langevin_learning_rate: eta' (0.1).
+      langevin_momentum, langevin_nesterov: m' and its Nesterov form (0.9, True).
+      gamma: the initial scope gamma0 (1e-4, the authors' MNIST value; 0.03
+        for CIFAR), or a callable/`LearningRateSchedule` of the outer step k
+        giving gamma_k directly (then `scoping` is not used).
+      scoping: gamma1 in `gamma_k = gamma0 (1 + gamma1)^k` (1e-3).
+      noise: eps, the thermal noise; inverse temperature beta = 1/eps^2 (1e-4).
+      mean_decay: beta1, the weight of the old mean in `mu` (0.75).
+      l2: coupled L2 weight decay `wd` (added to the gradient in both loops);
+        Keras's decoupled `weight_decay` stays available and acts on the probe.
+      seed: integer seed of the Langevin noise (stateless draws from
+        (seed, variable, iteration)); None draws one from Python's `random`.
+      **kwargs: the Keras optimizer arguments (`name`, `clipnorm`, ...).
+"""
+
+
+@keras.saving.register_keras_serializable(package="control_opt")
+class EntropySGD(anchored.MomentumOuterStep, _LocalEntropyChain):
+    __doc__ = """Entropy-SGD: SGD on the local entropy, an SGLD inner loop ([1] Algorithm 1).
+
+    Outer args:
+      learning_rate: eta, outer step size (1.0; the authors drop it during
+        training: MNIST x0.1 after 2 epochs, CIFAR /5 every 4 epochs), a float
+        or a Keras schedule of `iterations` (gradient evaluations).
+      momentum, nesterov: outer momentum on the control (0.0, False: the
+        authors' Lua code discards it; their PyTorch port uses one momentum
+        for both loops, which with learning_rate=1.0 diverges on MNIST-1D).
+    """ + _SHARED_DOC + """
+    Example:
+
+    >>> model.compile(optimizer=control_opt.EntropySGD(learning_rate=0.5), loss=...)
+    >>> model.fit(x, y, callbacks=[control_opt.AnchorSwap()])
+    """
+
+    def __init__(self, learning_rate=1.0, momentum=0.0, nesterov=False, langevin_steps=20,
+                 langevin_learning_rate=0.1, langevin_momentum=0.9, langevin_nesterov=True,
+                 gamma=1e-4, scoping=1e-3, noise=1e-4, mean_decay=0.75, l2=0.0, seed=None,
+                 name="entropy_sgd", **kwargs):
+        super().__init__(learning_rate, inner_steps=1, l2=l2, seed=seed, name=name, **kwargs)
+        self._init_outer(momentum, nesterov)
+        self._init_chain(langevin_steps=langevin_steps, langevin_learning_rate=langevin_learning_rate,
+                         langevin_momentum=langevin_momentum, langevin_nesterov=langevin_nesterov,
+                         gamma=gamma, scoping=scoping, noise=noise, mean_decay=mean_decay)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._outer_config())
+        config.update(self._chain_config())
+        return config
+
+
+@keras.saving.register_keras_serializable(package="control_opt")
+class EntropyAdam(anchored.AdamOuterStep, _LocalEntropyChain):
+    __doc__ = """Entropy-Adam: the Entropy-SGD inner loop, Adam on the control in the outer step.
+
+    Outer args:
+      learning_rate: eta (1e-3), a float or a Keras schedule of `iterations`.
+      beta_1, beta_2, epsilon: Adam's, with its step counter the outer step
+        k + 1 (bias correction counts outer steps, not gradient evaluations).
+    """ + _SHARED_DOC
+
+    def __init__(self, learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 langevin_steps=20, langevin_learning_rate=0.1, langevin_momentum=0.9,
+                 langevin_nesterov=True, gamma=1e-4, scoping=1e-3, noise=1e-4, mean_decay=0.75,
+                 l2=0.0, seed=None, name="entropy_adam", **kwargs):
+        super().__init__(learning_rate, inner_steps=1, l2=l2, seed=seed, name=name, **kwargs)
+        self._init_outer(beta_1, beta_2, epsilon)
+        self._init_chain(langevin_steps=langevin_steps, langevin_learning_rate=langevin_learning_rate,
+                         langevin_momentum=langevin_momentum, langevin_nesterov=langevin_nesterov,
+                         gamma=gamma, scoping=scoping, noise=noise, mean_decay=mean_decay)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._outer_config())
+        config.update(self._chain_config())
+        return config
