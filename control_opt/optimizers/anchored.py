@@ -113,6 +113,10 @@ def resolve_seed(seed):
 class AnchoredOptimizer(keras.optimizers.Optimizer):
     """Base class: anchor, probe, chain statistic, control, outer step (module docstring)."""
 
+    # The outer step acts on `a + wd w` (DESIGN.md section 3); a chain whose
+    # control already averages L2-carrying gradients sets this to False.
+    _L2_ON_CONTROL = True
+
     def __init__(self, learning_rate, *, inner_steps, l2=0.0, seed=None, name=None, **kwargs):
         super().__init__(learning_rate=check_rate("learning_rate", learning_rate, allow_schedule=True),
                          name=name, **kwargs)
@@ -125,9 +129,7 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
         if self.built:
             return
         super().build(var_list)
-        self._anchors = self.add_optimizer_variables(var_list, "anchor")
-        for anchor, variable in zip(self._anchors, var_list):
-            self.assign(anchor, variable)
+        self._anchors = self.add_copies(var_list, "anchor")
         # 1 while the model's variables hold the anchor (and the anchor slots the probe).
         self._anchor_in_model = self.add_variable(
             shape=(), initializer="zeros", dtype="int32", aggregation="only_first_replica",
@@ -137,6 +139,22 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
             aggregation="only_first_replica", name="noise_seed")
         self._build_chain(var_list)
         self._build_outer(var_list)
+
+    def add_copies(self, var_list, name):
+        """Optimizer slots initialized to the current values of `var_list`.
+
+        The value enters through the initializer (run eagerly, in init scope),
+        not through an assign op: an assign would be traced into the training
+        function when `build` runs inside `tf.function`, and rerun every step.
+        """
+        def copy_of(variable):
+            def initializer(shape, dtype):
+                with tf.init_scope():
+                    return tf.cast(tf.identity(getattr(variable, "value", variable)), dtype)
+            return initializer
+
+        return [self.add_variable_from_reference(variable, name=name, initializer=copy_of(variable))
+                for variable in var_list]
 
     @property
     def anchors(self):
@@ -197,9 +215,11 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
         """`xi ~ N(0, I)` for variable `index` at the current iteration, from
         stateless ops: a pure function of (seed, variable, iteration), so a
         resumed or replayed run draws the same noise, and all replicas of a
-        `tf.distribute` strategy draw the same."""
+        `tf.distribute` strategy draw the same. Under `jit_compile=True`, XLA's
+        Philox kernels give another (equally seeded, reproducible) stream than
+        TensorFlow's CPU kernels."""
         seed = tf.stack([self._noise_seed + index * _VARIABLE_SALT, tf.cast(self.iterations, tf.int64)])
-        return tf.random.stateless_normal(shape, seed=seed, dtype=dtype)
+        return tf.random.stateless_normal(shape, seed=seed, dtype=dtype, alg="philox")
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
@@ -226,7 +246,7 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
 
         def outer_step():
             control = self._control(anchor, statistics)
-            if self.l2:
+            if self.l2 and self._L2_ON_CONTROL:
                 control = control + self.l2 * anchor
             direction = self._outer_direction(index, control, outer + 1)
             new_anchor = anchor - tf.cast(learning_rate, dtype) * direction

@@ -66,9 +66,7 @@ class _LocalEntropyChain(anchored.AnchoredOptimizer):
         return local_entropy.exponential_scope(tf.constant(self.gamma, dtype), self.scoping, outer_step)
 
     def _build_chain(self, var_list):
-        self._means = self.add_optimizer_variables(var_list, "mean")
-        for mean, variable in zip(self._means, var_list):
-            self.assign(mean, variable)
+        self._means = self.add_copies(var_list, "mean")
         self._langevin_velocities = (self.add_optimizer_variables(var_list, "langevin_velocity")
                                      if self.langevin_momentum else [None] * len(var_list))
 

@@ -1,0 +1,183 @@
+"""Keras semantics: fit modes agree, validation/saving at the anchor, exact resume."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+import control_opt
+
+L = 3  # inner steps; 10 steps per epoch below is not a multiple of it.
+
+
+def data(n=80, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype("float32")
+    y = (x @ rng.normal(size=(d,)) > 0).astype("int32")
+    return x, y
+
+
+def make_model(optimizer, seed=0, dtype="float32", **compile_kwargs):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((6,), dtype=dtype),
+                              keras.layers.Dense(8, activation="tanh", dtype=dtype),
+                              keras.layers.Dense(2, dtype=dtype)])
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], **compile_kwargs)
+    return model
+
+
+def optimizer(**kwargs):
+    base = dict(learning_rate=0.5, langevin_steps=L, gamma=0.03, noise=1e-3, seed=5)
+    base.update(kwargs)
+    return control_opt.EntropySGD(**base)
+
+
+def weights(model):
+    return [w.numpy() for w in model.trainable_weights]
+
+
+MODES = {"eager": dict(run_eagerly=True), "graph": {}, "xla": dict(jit_compile=True),
+         "spe4": dict(steps_per_execution=4), "xla_spe4": dict(jit_compile=True, steps_per_execution=4)}
+
+
+def fit_in_mode(mode, **opt_kwargs):
+    x, y = data()
+    model = make_model(optimizer(**opt_kwargs), **MODES[mode])
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    return weights(model) + [model.optimizer.anchors[0].numpy()]
+
+
+def test_eager_graph_xla_and_steps_per_execution_agree():
+    reference = fit_in_mode("eager", noise=0.0)
+    for mode in ("graph", "xla", "spe4", "xla_spe4"):
+        for a, b in zip(reference, fit_in_mode(mode, noise=0.0)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=mode)
+
+
+def test_noise_stream_is_the_same_in_eager_graph_and_steps_per_execution():
+    reference = fit_in_mode("eager")
+    for mode in ("graph", "spe4"):
+        for a, b in zip(reference, fit_in_mode(mode)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=mode)
+
+
+def test_xla_noise_is_seeded_and_reproducible():
+    # XLA's Philox kernels produce another stream than TF's CPU kernels for the
+    # same seed: reproducible run to run, not equal to the non-XLA stream.
+    first, second = fit_in_mode("xla"), fit_in_mode("xla")
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_float64_model_trains():
+    x, y = data()
+    model = make_model(control_opt.EntropyAdam(learning_rate=0.01, langevin_steps=L, seed=1), dtype="float64")
+    hist = model.fit(x.astype("float64"), y, batch_size=8, epochs=3, verbose=0)
+    assert model.optimizer.anchors[0].dtype == "float64"
+    assert np.isfinite(hist.history["loss"]).all()
+
+
+def test_validation_inside_fit_sees_the_anchor_and_model_keeps_it_after_fit():
+    x, y = data()
+    xv, yv = data(40, seed=1)
+    model = make_model(optimizer())
+    hist = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
+                     validation_data=(xv, yv), callbacks=[control_opt.AnchorSwap()])
+    opt = model.optimizer
+    assert int(opt.inner_step) != 0  # fit stopped mid inner loop: probe != anchor
+    assert opt.anchor_in_model
+    np.testing.assert_allclose(hist.history["val_loss"][0], model.evaluate(xv, yv, verbose=0)[0], rtol=1e-5)
+    # The control: the probe, swapped back in, gives another loss.
+    opt.swap_in_probe()
+    assert abs(model.evaluate(xv, yv, verbose=0)[0] - hist.history["val_loss"][0]) > 1e-4
+
+
+def test_without_the_callback_validation_would_see_the_probe():
+    x, y = data()
+    xv, yv = data(40, seed=1)
+    model = make_model(optimizer())
+    hist = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, validation_data=(xv, yv))
+    assert abs(hist.history["val_loss"][0] - model.evaluate(xv, yv, verbose=0)[0]) > 1e-4
+
+
+def test_save_load_and_resume_continue_the_same_trajectory(tmp_path):
+    x, y = data()
+    straight = make_model(optimizer())
+    straight.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[control_opt.AnchorSwap()])
+
+    first = make_model(optimizer())
+    first.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[control_opt.AnchorSwap()])
+    path = str(tmp_path / "m.keras")
+    first.save(path)
+    loaded = keras.models.load_model(path)  # no custom_objects
+    assert type(loaded.optimizer) is control_opt.EntropySGD
+    assert loaded.optimizer.get_config() == first.optimizer.get_config()
+    for a, b in zip(weights(loaded), weights(first)):
+        np.testing.assert_array_equal(a, b)  # the anchor
+    assert int(loaded.optimizer.iterations) == 10
+    loaded.fit(x, y, batch_size=8, epochs=2, initial_epoch=1, shuffle=False, verbose=0,
+               callbacks=[control_opt.AnchorSwap()])
+    for a, b in zip(weights(loaded), weights(straight)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_second_fit_without_callback_swaps_probe_back():
+    x, y = data()
+    model = make_model(optimizer(noise=0.0))
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    opt = model.optimizer
+    assert opt.anchor_in_model
+    anchor = weights(model)
+    model.fit(x[:8], y[:8], batch_size=8, epochs=1, shuffle=False, verbose=0)
+    # One more inner step (10 -> 11, still inside outer step 3): the anchor must not move.
+    assert int(opt.iterations) == 11 and int(opt.inner_step) == 2
+    for a, b in zip(weights(model), anchor):
+        np.testing.assert_array_equal(a, b)
+
+
+MIRRORED = textwrap.dedent("""
+    import os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    import numpy as np, tensorflow as tf, keras
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import control_opt
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6)).astype("float32"); y = (x[:, 0] > 0).astype("int32")
+
+    def build():
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(2)])
+        m.compile(optimizer=control_opt.EntropySGD(learning_rate=0.5, langevin_steps=3, gamma=0.03,
+                                                    noise=1e-3, seed=5),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return m
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    with strategy.scope():
+        dist = build()
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    dist.fit(ds, epochs=2, verbose=0, callbacks=[control_opt.AnchorSwap()])
+    single = build()
+    single.fit(ds, epochs=2, verbose=0, callbacks=[control_opt.AnchorSwap()])
+    for v in dist.trainable_weights + dist.optimizer.variables:
+        parts = v.value.values if hasattr(v.value, "values") else [v.value]
+        assert len(parts) == 2, v.path
+        np.testing.assert_array_equal(parts[0].numpy(), parts[1].numpy(), err_msg=v.path)
+    for a, b in zip(dist.trainable_weights, single.trainable_weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+    print("MIRRORED_OK")
+""")
+
+
+def test_mirrored_strategy_on_two_logical_cpus_is_plain_data_parallelism():
+    proc = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=300,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert "MIRRORED_OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-4000:]
