@@ -2,5 +2,6 @@
 
 from control_opt.optimizers.anchored import AnchoredOptimizer
 from control_opt.optimizers.entropy_sgd import EntropyAdam, EntropySGD
+from control_opt.optimizers.hopf_lax_sgd import HopfLaxSGD
 
-__all__ = ["AnchoredOptimizer", "EntropyAdam", "EntropySGD"]
+__all__ = ["AnchoredOptimizer", "EntropyAdam", "EntropySGD", "HopfLaxSGD"]
