@@ -128,6 +128,13 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
     def build(self, var_list):
         if self.built:
             return
+        # Keras builds the optimizer inside the traced train step when no
+        # distribution strategy is set; slots that copy the weights must be
+        # created and filled eagerly (XLA cannot lift them otherwise).
+        with tf.init_scope():
+            self._build_slots(var_list)
+
+    def _build_slots(self, var_list):
         super().build(var_list)
         self._anchors = self.add_copies(var_list, "anchor")
         # 1 while the model's variables hold the anchor (and the anchor slots the probe).
