@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from control_opt import local_entropy
 from control_opt.optimizers import anchored
+from control_opt.pde import pointwise
 
 __all__ = ["HopfLaxSGD"]
 
@@ -76,7 +77,7 @@ class HopfLaxSGD(anchored.MomentumOuterStep, anchored.AnchoredOptimizer):
         (p,) = slots
         first = tf.equal(self.iterations % self._inner_steps, 0)
         p_new = tf.where(first, gradient, local_entropy.running_mean(p, gradient, self.mean_decay))
-        new_probe = anchor - self.proximal_time(outer_step, probe.dtype) * p_new
+        new_probe = pointwise.proximal_probe(anchor, self.proximal_time(outer_step, probe.dtype), p_new)
         return new_probe, (p_new,)
 
     def _chain_reset(self, anchor):

@@ -40,6 +40,8 @@ from typing import Any, Callable, NamedTuple
 
 import tensorflow as tf
 
+from control_opt.local_entropy import running_mean
+
 __all__ = [
     "MoreauEnvelopeResults",
     "ProximalPointResults",
@@ -113,8 +115,9 @@ def _global_norm(structure):
     return tf.sqrt(tf.add_n([tf.cast(s, dtype) for s in squares]))
 
 
-def _probe(w, t, p):
-    """`w - t p` per part, with `t` cast to each part's dtype."""
+def proximal_probe(w, t, p):
+    """The probe `w' = w - t p` (the proximal point when p = p*), per part,
+    with `t` cast to each part's dtype. HopfLaxSGD's inner step calls it too."""
     return tf.nest.map_structure(lambda wi, pi: wi - tf.cast(t, wi.dtype) * pi, w, p)
 
 
@@ -171,7 +174,7 @@ def proximal_point(
         return _global_norm(tf.nest.map_structure(tf.subtract, g, p))
 
     p0 = grad_at(w)
-    g0 = grad_at(_probe(w, t, p0))
+    g0 = grad_at(proximal_probe(w, t, p0))
     r0 = residual_of(p0, g0)
     tol = tf.cast(tolerance, r0.dtype)
 
@@ -181,9 +184,8 @@ def proximal_point(
 
     def body(i, p, g, r):
         del r
-        p = tf.nest.map_structure(
-            lambda pi, gi: tf.cast(damping, pi.dtype) * pi + tf.cast(1.0 - damping, pi.dtype) * gi, p, g)
-        g = grad_at(_probe(w, t, p))
+        p = tf.nest.map_structure(lambda pi, gi: running_mean(pi, gi, tf.cast(damping, pi.dtype)), p, g)
+        g = grad_at(proximal_probe(w, t, p))
         return i + 1, p, g, residual_of(p, g)
 
     iterations, p, _, residual = tf.while_loop(
@@ -191,7 +193,7 @@ def proximal_point(
         maximum_iterations=int(max_iterations))
     converged = tf.logical_and(tf.math.is_finite(residual),
                                residual <= tol * (1.0 + _global_norm(p)))
-    return ProximalPointResults(p=p, prox=_probe(w, t, p), iterations=iterations,
+    return ProximalPointResults(p=p, prox=proximal_probe(w, t, p), iterations=iterations,
                                 converged=converged, residual=residual)
 
 
