@@ -76,6 +76,8 @@ import numpy as np
 import tensorflow as tf
 
 from control_opt import datasets, models
+from control_opt.callbacks import AnchorSwap
+from control_opt.optimizers import EntropyAdam, EntropySGD, HopfLaxSGD
 
 __all__ = [
     "TrainConfig", "default_config", "config_from_dict", "resolve_config", "default_workdir",
@@ -125,6 +127,8 @@ class TrainConfig:
     noise: float | None = None  # eps, the thermal noise
     mean_decay: float | None = None  # beta1, the weight of the old running mean
     l2: float | None = None  # coupled weight decay wd
+    # HopfLaxSGD inner (fixed-point) loop, DESIGN.md section 4; gamma, scoping, mean_decay shared.
+    inner_steps: int | None = None  # L
     # Execution (may change when resuming: same computation).
     jit_compile: bool = False
     steps_per_execution: int = 10
@@ -136,7 +140,7 @@ class TrainConfig:
 
 HYPERPARAMETERS = (
     "learning_rate", "lr_schedule", "momentum", "nesterov", "beta_1", "beta_2", "epsilon",
-    "langevin_steps", "langevin_learning_rate", "langevin_momentum", "langevin_nesterov",
+    "inner_steps", "langevin_steps", "langevin_learning_rate", "langevin_momentum", "langevin_nesterov",
     "gamma", "scoping", "noise", "mean_decay", "l2",
 )
 
@@ -404,8 +408,6 @@ def _build_adam(config, learning_rate):
 @register_optimizer("entropy_sgd", has_anchor=True,
                     defaults=dict(learning_rate=1.0, lr_schedule="", momentum=0.0, nesterov=False, **_LANGEVIN_DEFAULTS))
 def _build_entropy_sgd(config, learning_rate):
-    from control_opt.optimizers import EntropySGD  # pylint: disable=import-outside-toplevel
-
     return EntropySGD(learning_rate=learning_rate, momentum=config.momentum, nesterov=config.nesterov,
                       seed=config.seed, **_langevin_kwargs(config))
 
@@ -413,21 +415,20 @@ def _build_entropy_sgd(config, learning_rate):
 @register_optimizer("entropy_adam", has_anchor=True,
                     defaults=dict(learning_rate=1e-3, lr_schedule="", beta_1=0.9, beta_2=0.999, epsilon=1e-7, **_LANGEVIN_DEFAULTS))
 def _build_entropy_adam(config, learning_rate):
-    from control_opt.optimizers import EntropyAdam  # pylint: disable=import-outside-toplevel
-
     return EntropyAdam(learning_rate=learning_rate, beta_1=config.beta_1, beta_2=config.beta_2,
                        epsilon=config.epsilon, seed=config.seed, **_langevin_kwargs(config))
 
 
-def _anchor_swap(spec: OptimizerSpec):
-    """`control_opt.callbacks.AnchorSwap()`; harmless for optimizers without an anchor."""
-    try:
-        from control_opt.callbacks import AnchorSwap  # pylint: disable=import-outside-toplevel
-    except ModuleNotFoundError as e:
-        if e.name != "control_opt.callbacks" or spec.has_anchor:
-            raise
-        return None  # transitional: SGD/Adam have no anchor to swap
-    return AnchorSwap()
+# Chosen by measurement on MNIST-1D (see HopfLaxSGD's docstring and BENCHMARKS.md).
+@register_optimizer("hopf_lax", has_anchor=True,
+                    defaults=dict(learning_rate=0.5, lr_schedule="", momentum=0.9, nesterov=True, inner_steps=10,
+                                  gamma=10.0, scoping=1e-3, mean_decay=0.75, l2=0.0))
+def _build_hopf_lax(config, learning_rate):
+    return HopfLaxSGD(learning_rate=learning_rate, momentum=config.momentum, nesterov=config.nesterov,
+                      inner_steps=config.inner_steps, gamma=config.gamma, scoping=config.scoping,
+                      mean_decay=config.mean_decay, l2=config.l2)
+
+
 
 
 # --------------------------------------------------------------------------- #
@@ -839,7 +840,7 @@ def _train(config, workdir, data, steps_per_epoch, steps_per_execution):
           f"{config.epochs * steps_per_epoch} gradient evaluations; workdir {workdir}", flush=True)
     recorder = _Recorder(workdir=workdir, config=config, steps_per_epoch=steps_per_epoch, rows=rows,
                          wall_time_before=rows[-1]["wall_time_s"] if rows else 0.0)
-    callbacks = [cb for cb in (_anchor_swap(spec), recorder) if cb is not None]  # AnchorSwap first
+    callbacks = [AnchorSwap(), recorder]  # AnchorSwap first: the recorder sees the anchor
     model.fit(
         _train_batches(x_train, y_train, seed=config.seed, batch_size=config.batch_size,
                        initial_epoch=initial_epoch, epochs=config.epochs),
@@ -896,6 +897,7 @@ flags.DEFINE_bool("nesterov", None, "Nesterov outer momentum; " + _per_optimizer
 flags.DEFINE_float("beta_1", None, "Adam beta_1; " + _per_optimizer("beta_1") + ".")
 flags.DEFINE_float("beta_2", None, "Adam beta_2; " + _per_optimizer("beta_2") + ".")
 flags.DEFINE_float("epsilon", None, "Adam epsilon; " + _per_optimizer("epsilon") + ".")
+flags.DEFINE_integer("inner_steps", None, "HopfLaxSGD fixed-point steps L per outer step; " + _per_optimizer("inner_steps") + ".")
 flags.DEFINE_integer("langevin_steps", None, "Inner Langevin steps L per outer step; " + _per_optimizer("langevin_steps") + ".")
 flags.DEFINE_float("langevin_learning_rate", None, "Inner learning rate eta'; " + _per_optimizer("langevin_learning_rate") + ".")
 flags.DEFINE_float("langevin_momentum", None, "Inner momentum m'; " + _per_optimizer("langevin_momentum") + ".")
