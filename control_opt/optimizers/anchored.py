@@ -293,6 +293,10 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
     def _build_outer(self, var_list):
         raise NotImplementedError
 
+    def _outer_config(self):
+        """The outer rule's hyper-parameters, for `get_config`."""
+        raise NotImplementedError
+
     def _outer_direction(self, index, gradient, step):
         """Direction `d` of the outer step `w <- w - eta d` for the control
         `gradient` (L2 included); `step` = k + 1 >= 1."""
@@ -301,6 +305,7 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
     def get_config(self):
         config = super().get_config()
         config.update({"l2": self.l2, "seed": self.seed})
+        config.update(self._outer_config())
         return config
 
 

@@ -42,7 +42,7 @@ __all__ = ["EntropyAdam", "EntropySGD"]
 class _LocalEntropyChain(anchored.AnchoredOptimizer):
     """The SGLD chain on the local Gibbs measure: statistic `mu`, control `w - mu`."""
 
-    def _init_chain(self, *, langevin_steps, langevin_learning_rate, langevin_momentum,
+    def _init_chain(self, langevin_steps, langevin_learning_rate, langevin_momentum,
                     langevin_nesterov, gamma, scoping, noise, mean_decay):
         self.langevin_steps = anchored.check_positive_int("langevin_steps", langevin_steps)
         self._inner_steps = self.langevin_steps
@@ -108,6 +108,11 @@ class _LocalEntropyChain(anchored.AnchoredOptimizer):
             "mean_decay": self.mean_decay,
         }
 
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._chain_config())
+        return config
+
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
@@ -167,15 +172,9 @@ class EntropySGD(anchored.MomentumOuterStep, _LocalEntropyChain):
                  name="entropy_sgd", **kwargs):
         super().__init__(learning_rate, inner_steps=1, l2=l2, seed=seed, name=name, **kwargs)
         self._init_outer(momentum, nesterov)
-        self._init_chain(langevin_steps=langevin_steps, langevin_learning_rate=langevin_learning_rate,
-                         langevin_momentum=langevin_momentum, langevin_nesterov=langevin_nesterov,
-                         gamma=gamma, scoping=scoping, noise=noise, mean_decay=mean_decay)
+        self._init_chain(langevin_steps, langevin_learning_rate, langevin_momentum, langevin_nesterov,
+                         gamma, scoping, noise, mean_decay)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(self._outer_config())
-        config.update(self._chain_config())
-        return config
 
 
 @keras.saving.register_keras_serializable(package="control_opt")
@@ -194,12 +193,6 @@ class EntropyAdam(anchored.AdamOuterStep, _LocalEntropyChain):
                  l2=0.0, seed=None, name="entropy_adam", **kwargs):
         super().__init__(learning_rate, inner_steps=1, l2=l2, seed=seed, name=name, **kwargs)
         self._init_outer(beta_1, beta_2, epsilon)
-        self._init_chain(langevin_steps=langevin_steps, langevin_learning_rate=langevin_learning_rate,
-                         langevin_momentum=langevin_momentum, langevin_nesterov=langevin_nesterov,
-                         gamma=gamma, scoping=scoping, noise=noise, mean_decay=mean_decay)
+        self._init_chain(langevin_steps, langevin_learning_rate, langevin_momentum, langevin_nesterov,
+                         gamma, scoping, noise, mean_decay)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(self._outer_config())
-        config.update(self._chain_config())
-        return config

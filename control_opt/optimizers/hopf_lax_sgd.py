@@ -88,7 +88,6 @@ class HopfLaxSGD(anchored.MomentumOuterStep, anchored.AnchoredOptimizer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(self._outer_config())
         config.update({"inner_steps": self.inner_steps, "gamma": self.gamma, "scoping": self.scoping,
                        "mean_decay": self.mean_decay})
         return config
