@@ -421,8 +421,8 @@ def _build_entropy_adam(config, learning_rate):
 
 # Chosen by measurement on MNIST-1D (see HopfLaxSGD's docstring and BENCHMARKS.md).
 @register_optimizer("hopf_lax", has_anchor=True,
-                    defaults=dict(learning_rate=0.5, lr_schedule="", momentum=0.9, nesterov=True, inner_steps=10,
-                                  gamma=10.0, scoping=1e-3, mean_decay=0.75, l2=0.0))
+                    defaults=dict(learning_rate=2.0, lr_schedule="", momentum=0.0, nesterov=False, inner_steps=10,
+                                  gamma=1.0, scoping=1e-3, mean_decay=0.75, l2=0.0))
 def _build_hopf_lax(config, learning_rate):
     return HopfLaxSGD(learning_rate=learning_rate, momentum=config.momentum, nesterov=config.nesterov,
                       inner_steps=config.inner_steps, gamma=config.gamma, scoping=config.scoping,
