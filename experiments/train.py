@@ -352,19 +352,16 @@ class OptimizerSpec:
         is a float or a Keras schedule over gradient evaluations.
       defaults: the hyper-parameters (TrainConfig fields) it takes, with this
         experiment's defaults.
-      has_anchor: whether it keeps an anchor distinct from the model's weights
-        (then `control_opt.callbacks.AnchorSwap` is required).
     """
 
     build: Callable[[TrainConfig, Any], keras.optimizers.Optimizer]
     defaults: Mapping[str, Any]
-    has_anchor: bool = False
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {}
 
 
-def register_optimizer(name: str, *, defaults: Mapping[str, Any], has_anchor: bool = False):
+def register_optimizer(name: str, *, defaults: Mapping[str, Any]):
     """Decorator registering `build(config, learning_rate)` under `--optimizer=name`.
 
     A later issue adds e.g. "hopf_lax" this way (adding any new hyper-parameter to
@@ -375,7 +372,7 @@ def register_optimizer(name: str, *, defaults: Mapping[str, Any], has_anchor: bo
         raise ValueError(f"defaults for {name!r} name unknown hyper-parameters: {sorted(unknown)}")
 
     def decorator(build):
-        OPTIMIZERS[name] = OptimizerSpec(build=build, defaults=dict(defaults), has_anchor=has_anchor)
+        OPTIMIZERS[name] = OptimizerSpec(build=build, defaults=dict(defaults))
         return build
 
     return decorator
@@ -405,14 +402,14 @@ def _build_adam(config, learning_rate):
                                  epsilon=config.epsilon)
 
 
-@register_optimizer("entropy_sgd", has_anchor=True,
+@register_optimizer("entropy_sgd",
                     defaults=dict(learning_rate=1.0, lr_schedule="", momentum=0.0, nesterov=False, **_LANGEVIN_DEFAULTS))
 def _build_entropy_sgd(config, learning_rate):
     return EntropySGD(learning_rate=learning_rate, momentum=config.momentum, nesterov=config.nesterov,
                       seed=config.seed, **_langevin_kwargs(config))
 
 
-@register_optimizer("entropy_adam", has_anchor=True,
+@register_optimizer("entropy_adam",
                     defaults=dict(learning_rate=1e-3, lr_schedule="", beta_1=0.9, beta_2=0.999, epsilon=1e-7, **_LANGEVIN_DEFAULTS))
 def _build_entropy_adam(config, learning_rate):
     return EntropyAdam(learning_rate=learning_rate, beta_1=config.beta_1, beta_2=config.beta_2,
@@ -420,7 +417,7 @@ def _build_entropy_adam(config, learning_rate):
 
 
 # Chosen by measurement on MNIST-1D (see HopfLaxSGD's docstring and BENCHMARKS.md).
-@register_optimizer("hopf_lax", has_anchor=True,
+@register_optimizer("hopf_lax",
                     defaults=dict(learning_rate=2.0, lr_schedule="", momentum=0.0, nesterov=False, inner_steps=10,
                                   gamma=1.0, scoping=1e-3, mean_decay=0.75, l2=0.0))
 def _build_hopf_lax(config, learning_rate):
