@@ -1,0 +1,262 @@
+"""Private helpers shared by the SDE, Gibbs-measure and MCMC modules.
+
+Argument checks that name the offending argument, and the evaluation of a loss
+`f(w)` written for *one* weight structure on a batch of them (paths of an SDE,
+chains of an MCMC run): the leading `batch_ndims` axes of every part are
+vectorized with `tf.vectorized_map`, so a user writes `f` once, unbatched.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+
+def check_positive(name, value):
+    """Raise `ValueError` naming `name` unless `value` is a positive finite number.
+
+    Symbolic tensors (inside `tf.function`) whose value is unknown at trace
+    time are checked at run time with `tf.debugging`.
+    """
+    if value is None:
+        raise ValueError(f"`{name}` must be given (a positive number).")
+    if callable(value):
+        return value
+    static = tf.get_static_value(value) if tf.is_tensor(value) else value
+    if static is None:
+        return tf.debugging.assert_positive(value, message=f"`{name}` must be positive")
+    array = np.asarray(static, dtype=np.float64)
+    if not np.all(np.isfinite(array)) or np.any(array <= 0):
+        raise ValueError(f"`{name}` must be a positive finite number, got {static!r}.")
+    return value
+
+
+def as_tensors(structure, name, dtype=None):
+    """Convert every leaf (tensor, variable, array, number) to a tensor; name the argument on failure."""
+    if structure is None:
+        raise ValueError(f"`{name}` must be a tensor or a nested structure of tensors, got None.")
+    try:
+        converted = tf.nest.map_structure(lambda t: tf.convert_to_tensor(t, dtype=dtype), structure)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"`{name}` must be a tensor or a nested structure of tensors: {error}") from error
+    for leaf in tf.nest.flatten(converted):
+        if not leaf.dtype.is_floating:
+            raise ValueError(f"`{name}` must hold floating-point tensors, got dtype {leaf.dtype.name}.")
+    if not tf.nest.flatten(converted):
+        raise ValueError(f"`{name}` is an empty structure.")
+    return converted
+
+
+def check_finite(structure, name):
+    """Raise `ValueError` naming `name` if any leaf holds NaN or Inf.
+
+    Eager tensors are checked now; symbolic ones get a run-time assertion and
+    the checked structure is returned (use it in place of the input).
+    """
+
+    def check(leaf):
+        if tf.executing_eagerly() or tf.get_static_value(leaf) is not None:
+            value = leaf.numpy() if hasattr(leaf, "numpy") else tf.get_static_value(leaf)
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"`{name}` contains NaN or Inf.")
+            return leaf
+        return tf.debugging.assert_all_finite(leaf, message=f"`{name}` contains NaN or Inf")
+
+    return tf.nest.map_structure(check, structure)
+
+
+def check_same_structure(reference, structure, reference_name, name):
+    try:
+        tf.nest.assert_same_structure(reference, structure)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"`{name}` must have the structure of `{reference_name}`: {error}") from error
+
+
+def batch_ndims_of(state, reference, name="state", reference_name="anchor"):
+    """Number of leading batch axes of `state` relative to the (unbatched) `reference`.
+
+    Every part must carry the same number of extra leading axes and end with
+    the reference's shape.
+    """
+    check_same_structure(reference, state, reference_name, name)
+    counts = set()
+    for part, ref in zip(tf.nest.flatten(state), tf.nest.flatten(reference)):
+        rank, ref_rank = part.shape.rank, ref.shape.rank
+        if rank is None or ref_rank is None or rank < ref_rank:
+            raise ValueError(f"`{name}` part of shape {part.shape} does not end with the `{reference_name}` shape {ref.shape}.")
+        if not part.shape[rank - ref_rank:].is_compatible_with(ref.shape):
+            raise ValueError(f"`{name}` part of shape {part.shape} does not end with the `{reference_name}` shape {ref.shape}.")
+        counts.add(rank - ref_rank)
+    if len(counts) != 1:
+        raise ValueError(f"every part of `{name}` must have the same number of leading batch axes, got {sorted(counts)}.")
+    return counts.pop()
+
+
+def batched_loss(loss_fn, state, batch_ndims, *args):
+    """`loss_fn(w, *args)` for every `w` in a batch; returns a tensor of the batch shape.
+
+    `loss_fn` is written for one weight structure (parts without batch axes)
+    and returns a scalar; the first `batch_ndims` axes of every part of
+    `state` are mapped over with `tf.vectorized_map` (a loop where an op has
+    no vectorized form).
+    """
+    if batch_ndims == 0:
+        return scalar_loss(loss_fn(state, *args))
+    flat = tf.nest.flatten(state)
+    batch_shape = tf.shape(flat[0])[:batch_ndims]
+    merged = [tf.reshape(part, tf.concat([[-1], tf.shape(part)[batch_ndims:]], 0)) for part in flat]
+    merged = [tf.ensure_shape(m, [None] + part.shape[batch_ndims:].as_list()) for m, part in zip(merged, flat)]
+    packed = tf.nest.pack_sequence_as(state, merged)
+    values = tf.vectorized_map(lambda w: scalar_loss(loss_fn(w, *args)), packed, fallback_to_while_loop=True)
+    return tf.reshape(values, batch_shape)
+
+
+def scalar_loss(value):
+    value = tf.convert_to_tensor(value)
+    if value.shape.rank not in (None, 0):
+        raise ValueError(
+            f"`loss_fn` must return a scalar for one weight structure, got shape {value.shape}; "
+            "batch axes (paths, chains) are added by the library."
+        )
+    return value
+
+
+def batched_value_and_gradient(loss_fn, state, batch_ndims, *args):
+    """`(f(w), grad f(w))` for every `w` of a batch, `f` written unbatched.
+
+    Chains (or paths) are independent, so the gradient of the sum of the
+    batch's losses is the batch of their gradients. A part the loss does not
+    depend on gets a zero gradient.
+    """
+    flat = tf.nest.flatten(state)
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        for part in flat:
+            tape.watch(part)
+        values = batched_loss(loss_fn, tf.nest.pack_sequence_as(state, flat), batch_ndims, *args)
+        total = tf.reduce_sum(values)
+    grads = tape.gradient(total, flat, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return values, tf.nest.pack_sequence_as(state, grads)
+
+
+def evaluate_loss_at(loss_fn, w, name, w_name, *args):
+    """Call `loss_fn(w, *args)` once to catch a mismatch between the loss and `w` early.
+
+    Returns the (scalar) loss; any error of the call is re-raised as a
+    `ValueError` that names both arguments.
+    """
+    if not callable(loss_fn):
+        raise ValueError(f"`{name}` must be callable, got {type(loss_fn).__name__}.")
+    try:
+        value = tf.convert_to_tensor(loss_fn(w, *args))
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, tf.errors.InvalidArgumentError) as error:
+        raise ValueError(
+            f"`{name}` cannot be evaluated at `{w_name}` (structure {tf.nest.map_structure(lambda t: t.shape, w)}): "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    if value.shape.rank not in (None, 0):
+        raise ValueError(f"`{name}` must return a scalar at `{w_name}`, got shape {value.shape}.")
+    return value
+
+
+def squared_norm(structure, batch_ndims):
+    """`|w|^2` summed over all parts and event axes; a tensor of the batch shape."""
+    total = 0.0
+    for part in tf.nest.flatten(structure):
+        axes = list(range(batch_ndims, part.shape.rank))
+        total = total + tf.reduce_sum(tf.square(part), axis=axes)
+    return total
+
+
+def _salt_words(salt):
+    digest = zlib.crc32(salt.encode())
+    return [digest & 0x7FFFFFFF, (digest >> 1) & 0x7FFFFFFF]
+
+
+def split_seed(seed, n, salt):
+    """`n` independent stateless seeds, shape `[n, 2]`, derived from `seed` and a salt string.
+
+    Built on `random_bits` rather than `tf.random.experimental.stateless_split`
+    or `tfp.random.split_seed`, which derive different seeds under XLA on CPU.
+    """
+    seed = tfp.random.sanitize_seed(seed)
+    salted = tf.bitwise.bitwise_xor(seed, tf.constant(_salt_words(salt), tf.int32))
+    return tf.random.stateless_uniform([n, 2], seed=salted, minval=None, maxval=None, dtype=tf.int32, alg="philox")
+
+
+def fold_in(seed, data):
+    """The stateless seed of step `data` (an int32 scalar) of a loop seeded with `seed`."""
+    seed = tfp.random.sanitize_seed(seed)
+    data = tf.cast(data, tf.int32)
+    keyed = tf.stack([seed[0], tf.bitwise.bitwise_xor(seed[1], data)])
+    return tf.random.stateless_uniform([2], seed=keyed, minval=None, maxval=None, dtype=tf.int32, alg="philox")
+
+
+def split_seeds(seed, structure, salt):
+    """One stateless seed per leaf of `structure`, in flatten order."""
+    flat = tf.nest.flatten(structure)
+    return tf.unstack(split_seed(seed, len(flat), salt))
+
+
+def random_bits(shape, seed):
+    """Uniform uint32 bits from a stateless seed (Philox).
+
+    The integer bits are what TensorFlow's kernels and XLA agree on; its
+    float samplers convert them differently under XLA, so the library converts
+    the bits itself and a seed draws the same numbers eagerly, under
+    `tf.function` and under XLA.
+    """
+    bits = tf.random.stateless_uniform(shape, seed=seed, minval=None, maxval=None, dtype=tf.int32, alg="philox")
+    return tf.bitcast(bits, tf.uint32)
+
+
+def _top_bits(bits, count):
+    """The top `count` (< 31) bits of uint32 `bits`, so every backend converts them to float exactly."""
+    return tf.bitwise.right_shift(bits, tf.constant(32 - count, tf.uint32))
+
+
+def unit_interval_from_bits(bits, dtype, low_bits=None):
+    """`u = (k + 1/2) 2^-m` from the top bits of uint32 `bits`: in (0, 1), never 0 or 1.
+
+    m = 23 for float32 (k < 2^23, so the largest u = 1 - 2^-24 is representable:
+    with 24 bits it would round to 1.0 and `ndtri(1) = inf`), m = 52 for float64
+    (26 bits from `bits`, 26 from `low_bits`).
+    """
+    if dtype == tf.float64:
+        high = tf.cast(_top_bits(bits, 26), tf.float64)
+        low = tf.cast(_top_bits(low_bits, 26), tf.float64)
+        return (high * 2.0**26 + low + 0.5) * 2.0**-52
+    return tf.cast((tf.cast(_top_bits(bits, 23), tf.float32) + 0.5) * 2.0**-23, dtype)
+
+
+def _open_unit_interval(shape, seed, dtype):
+    """`u ~ U(0, 1)` on a lattice of 2^23 (float32) or 2^52 (float64) points, from a stateless seed."""
+    if dtype == tf.float64:
+        high_seed, low_seed = tf.unstack(split_seed(seed, 2, "float64_bits"))
+        return unit_interval_from_bits(random_bits(shape, high_seed), tf.float64, random_bits(shape, low_seed))
+    return unit_interval_from_bits(random_bits(shape, seed), dtype)
+
+
+def standard_normal_like(structure, seed, salt):
+    """`xi ~ N(0, I)` with the shape and dtype of every leaf, from one stateless seed.
+
+    Inverse-CDF transform of `random_bits`, so eager, `tf.function` and XLA
+    runs draw the same noise from the same seed, up to the rounding of
+    `ndtri` (TensorFlow's own `stateless_normal` draws different numbers
+    under XLA on CPU).
+    """
+    seeds = split_seeds(seed, structure, salt)
+    flat = tf.nest.flatten(structure)
+    draws = []
+    for part, s in zip(flat, seeds):
+        compute = tf.float64 if part.dtype == tf.float64 else tf.float32
+        draws.append(tf.cast(tf.math.ndtri(_open_unit_interval(tf.shape(part), s, compute)), part.dtype))
+    return tf.nest.pack_sequence_as(structure, draws)
+
+
+def check_batch_fn(batch_fn):
+    if batch_fn is not None and not callable(batch_fn):
+        raise ValueError(f"`batch_fn` must be a callable `batch_fn(seed) -> batch`, got {type(batch_fn).__name__}.")
+    return batch_fn
