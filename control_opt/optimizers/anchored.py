@@ -214,7 +214,22 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
 
     # ------------------------------------------------------------ update
     def _backend_apply_gradients(self, grads, trainable_variables):
-        super()._backend_apply_gradients(grads, trainable_variables)
+        # Scalars shared by every variable's update, computed once per step
+        # (update_step runs once per variable: on small models the op count is the cost).
+        step = tf.convert_to_tensor(self.iterations)
+        per_step = {
+            "step": step,
+            "outer": step // self._inner_steps,
+            "position": step % self._inner_steps,
+            "anchor_in_model": tf.equal(tf.convert_to_tensor(self._anchor_in_model), 1),
+            "chain": self._chain_scalars(step // self._inner_steps),
+        }
+        # Plain attribute: not tracked (it holds this trace's tensors only).
+        object.__setattr__(self, "_per_step", per_step)
+        try:
+            super()._backend_apply_gradients(grads, trainable_variables)
+        finally:
+            object.__setattr__(self, "_per_step", None)
         # Every variable swapped back in its update_step (if it had to).
         self._anchor_in_model.assign(0)
 
@@ -225,7 +240,7 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
         `tf.distribute` strategy draw the same. Under `jit_compile=True`, XLA's
         Philox kernels give another (equally seeded, reproducible) stream than
         TensorFlow's CPU kernels."""
-        seed = tf.stack([self._noise_seed + index * _VARIABLE_SALT, tf.cast(self.iterations, tf.int64)])
+        seed = tf.stack([self._noise_seed + index * _VARIABLE_SALT, tf.cast(self._per_step["step"], tf.int64)])
         return tf.random.stateless_normal(shape, seed=seed, dtype=dtype, alg="philox")
 
     def update_step(self, gradient, variable, learning_rate):
@@ -233,17 +248,16 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
         dtype = variable.dtype
         anchor_slot = self._anchors[index]
         # A model finalized (anchor in it) and fit again without AnchorSwap.
-        tf.cond(tf.equal(self._anchor_in_model, 1),
-                lambda: self._swap_one(variable, anchor_slot), lambda: None)
+        per_step = self._per_step
+        tf.cond(per_step["anchor_in_model"], lambda: self._swap_one(variable, anchor_slot), lambda: None)
         gradient = tf.cast(gradient, dtype)
         probe = tf.identity(variable)
         anchor = tf.identity(anchor_slot)
         if self.l2:
             gradient = gradient + self.l2 * probe
-        step = self.iterations
-        outer = step // self._inner_steps
+        outer = per_step["outer"]
         slots = self._chain_slots(index)
-        new_probe, statistics = self._chain_step(index, gradient, probe, anchor, slots, outer)
+        new_probe, statistics = self._chain_step(index, gradient, probe, anchor, slots, per_step)
 
         def inner_only():
             self.assign(variable, new_probe)
@@ -263,7 +277,7 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
                 if slot is not None:
                     self.assign(slot, value)
 
-        tf.cond(tf.equal(step % self._inner_steps, self._inner_steps - 1), outer_step, inner_only)
+        tf.cond(tf.equal(per_step["position"], self._inner_steps - 1), outer_step, inner_only)
 
     def _swap_one(self, variable, anchor_slot):
         held = tf.identity(variable)
@@ -278,8 +292,14 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
         """Tuple of the chain's slot variables for variable `index` (None allowed)."""
         raise NotImplementedError
 
-    def _chain_step(self, index, gradient, probe, anchor, slots, outer_step):
-        """One inner step: `(new_probe, new_statistics)`, statistics aligned with `slots`."""
+    def _chain_scalars(self, outer_step):
+        """Scalars of the chain for this step (e.g. the scope gamma_k), computed
+        once per step and handed to `_chain_step` as `per_step["chain"]`."""
+        return {}
+
+    def _chain_step(self, index, gradient, probe, anchor, slots, per_step):
+        """One inner step: `(new_probe, new_statistics)`, statistics aligned with
+        `slots`; `per_step` holds "step", "outer", "position" and "chain"."""
         raise NotImplementedError
 
     def _chain_reset(self, anchor):

@@ -73,7 +73,10 @@ class _LocalEntropyChain(anchored.AnchoredOptimizer):
     def _chain_slots(self, index):
         return (self._means[index], self._langevin_velocities[index])
 
-    def _chain_step(self, index, gradient, probe, anchor, slots, outer_step):
+    def _chain_scalars(self, outer_step):
+        return {"gamma": self.scope(outer_step)}
+
+    def _chain_step(self, index, gradient, probe, anchor, slots, per_step):
         mean, velocity = slots
         dtype = probe.dtype
         noise = None
@@ -82,7 +85,7 @@ class _LocalEntropyChain(anchored.AnchoredOptimizer):
             noise = scale * self.noise_normal(index, tf.shape(probe), dtype)
         new_probe, new_velocity = local_entropy.langevin_step(
             probe, gradient, anchor, velocity,
-            learning_rate=self.langevin_learning_rate, gamma=self.scope(outer_step, dtype),
+            learning_rate=self.langevin_learning_rate, gamma=tf.cast(per_step["chain"]["gamma"], dtype),
             momentum=self.langevin_momentum, nesterov=self.langevin_nesterov, noise=noise)
         new_mean = local_entropy.running_mean(mean, new_probe, self.mean_decay)
         return new_probe, (new_mean, new_velocity)

@@ -80,11 +80,14 @@ class HopfLaxSGD(anchored.MomentumOuterStep, anchored.AnchoredOptimizer):
     def _chain_slots(self, index):
         return (self._controls[index],)
 
-    def _chain_step(self, index, gradient, probe, anchor, slots, outer_step):
+    def _chain_scalars(self, outer_step):
+        return {"t": self.proximal_time(outer_step)}
+
+    def _chain_step(self, index, gradient, probe, anchor, slots, per_step):
         (p,) = slots
-        first = tf.equal(self.iterations % self._inner_steps, 0)
+        first = tf.equal(per_step["position"], 0)
         p_new = tf.where(first, gradient, local_entropy.running_mean(p, gradient, self.mean_decay))
-        new_probe = pointwise.proximal_probe(anchor, self.proximal_time(outer_step, probe.dtype), p_new)
+        new_probe = pointwise.proximal_probe(anchor, per_step["chain"]["t"], p_new)
         return new_probe, (p_new,)
 
     def _chain_reset(self, anchor):

@@ -60,6 +60,19 @@ def test_eager_graph_xla_and_steps_per_execution_agree():
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=mode)
 
 
+def test_hopf_lax_sgd_agrees_in_eager_graph_xla_and_steps_per_execution():
+    def fit(mode):
+        x, y = data()
+        model = make_model(control_opt.HopfLaxSGD(learning_rate=0.5, inner_steps=L, gamma=2.0), **MODES[mode])
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        return weights(model) + [model.optimizer.anchors[0].numpy()]
+
+    reference = fit("eager")
+    for mode in ("graph", "xla", "spe4"):
+        for a, b in zip(reference, fit(mode)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=mode)
+
+
 def test_noise_stream_is_the_same_in_eager_graph_and_steps_per_execution():
     reference = fit_in_mode("eager")
     for mode in ("graph", "spe4"):
