@@ -8,7 +8,7 @@ writes the file atomically.
 import os
 import platform
 import re
-import tempfile
+from control_opt.atomic import atomic_write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(ROOT, "BENCHMARKS.md")
@@ -25,10 +25,7 @@ def write_section(name, markdown, path=BENCHMARKS):
     text = open(path).read() if os.path.exists(path) else HEADER
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".BENCHMARKS.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(text))
 
 
 def markdown_table(header, rows):

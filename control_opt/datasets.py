@@ -22,11 +22,12 @@ import io
 import json
 import os
 import random
-import tempfile
 import threading
 from typing import Callable
 
 import numpy as np
+
+from control_opt.atomic import atomic_write
 
 __all__ = ["Dataset", "load", "names", "register", "cache_dir"]
 
@@ -184,15 +185,7 @@ def _read_npz(path):
 def _write_npz_atomically(path, **arrays):
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        atomic_write(path, lambda f: np.savez(f, **arrays), mode="wb")
     except OSError:
         pass  # the disk cache is an optimization only (e.g. read-only home)
 

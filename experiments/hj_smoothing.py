@@ -33,11 +33,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 
 from absl import app, flags
 import numpy as np
 
+from control_opt.atomic import atomic_write
 from control_opt.pde import hopf_lax, viscous_hj
 
 __all__ = ["SmoothingConfig", "define_flags", "config_from_flags", "loss_1d", "loss_2d", "make_figures"]
@@ -97,17 +97,6 @@ def loss_2d(w0, w1):
             + 0.08 * np.sin(7.0 * w0) * np.sin(7.0 * w1))
 
 
-def _save_atomically(fig, path):
-    """Writes the figure to a temporary file in the same directory, then renames it."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _window(config, num_points):
@@ -190,7 +179,7 @@ def make_figures(config: SmoothingConfig, workdir: str) -> list[str]:
         fig = draw(config, plt)
         try:
             path = os.path.join(workdir, name)
-            _save_atomically(fig, path)
+            atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120), mode="wb")
             paths.append(path)
         finally:
             plt.close(fig)

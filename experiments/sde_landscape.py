@@ -44,7 +44,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 
 from absl import app, flags
@@ -52,6 +51,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from control_opt.atomic import atomic_write
 from control_opt.controls import Control, GreedyControl, HopfLaxControl, LocalEntropyControl
 from control_opt.pde import hopf_lax, viscous_hj
 from control_opt.sde import simulate_sde
@@ -299,17 +299,6 @@ def _table(results):
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def _write_atomically(path, write, mode):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 COLORS = {"greedy": "tab:red", "local entropy (SGLD)": "tab:blue", "local entropy (exact)": "tab:cyan",
@@ -420,11 +409,11 @@ def run_experiment(config: LandscapeConfig, workdir: str) -> dict:
         summary["definition"] = dataclasses.asdict(landscape)
         results["landscapes"][landscape.name] = summary
     json_path = os.path.join(workdir, "results.json")
-    _write_atomically(json_path, lambda f: json.dump(results, f, indent=2), "w")
+    atomic_write(json_path, lambda f: json.dump(results, f, indent=2))
     fig, plt = _figure(config, outcomes)
     png_path = os.path.join(workdir, "sde_landscape.png")
     try:
-        _write_atomically(png_path, lambda f: fig.savefig(f, format="png", dpi=90), "wb")
+        atomic_write(png_path, lambda f: fig.savefig(f, format="png", dpi=90), mode="wb")
     finally:
         plt.close(fig)
     return dict(results, table=_table(results), files=[json_path, png_path])

@@ -65,7 +65,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import typing
 from typing import Any, Callable, Mapping
@@ -76,6 +75,7 @@ import numpy as np
 import tensorflow as tf
 
 from control_opt import datasets, models
+from control_opt.atomic import atomic_path, atomic_write
 from control_opt.callbacks import AnchorSwap
 from control_opt.optimizers import EntropyAdam, EntropySGD, HopfLaxSGD
 
@@ -486,29 +486,8 @@ METRICS_COLUMNS = ("epoch", "gradient_evaluations", "wall_time_s", "learning_rat
                    "train_loss", "train_accuracy", "test_loss", "test_accuracy")
 
 
-def _file_mode():
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _atomic_write(path, write, mode="w"):
-    """Calls write(file) on a temporary file beside `path`, then renames it to `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.chmod(tmp, _file_mode())  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _write_json(path, obj):
-    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
 
 
 def _read_json(path):
@@ -522,7 +501,7 @@ def _write_metrics(path, rows):
         writer.writeheader()
         writer.writerows(rows)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def _read_metrics(path):
@@ -535,17 +514,8 @@ def _read_metrics(path):
 
 def _save_model(path, model):
     """`model.save` to a temporary .keras file beside `path`, then rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".checkpoint.", suffix=".keras")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _plot_curves(path, rows, title):
@@ -569,7 +539,7 @@ def _plot_curves(path, rows, title):
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    _atomic_write(path, lambda f: f.write(buffer.getvalue()), mode="wb")
+    atomic_write(path, lambda f: f.write(buffer.getvalue()), mode="wb")
 
 
 # --------------------------------------------------------------------------- #
