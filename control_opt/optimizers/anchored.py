@@ -67,6 +67,11 @@ __all__ = ["AnchoredOptimizer", "AdamOuterStep", "MomentumOuterStep"]
 _VARIABLE_SALT = 0x9E3779B1
 
 
+def _tensor_of(variable):
+    """The TF value behind a Keras variable (a `tf.Variable` is already one)."""
+    return variable.value if isinstance(variable, keras.Variable) else variable
+
+
 def check_rate(name, value, allow_schedule=False):
     """A strictly positive float (or a schedule/callable where allowed)."""
     if allow_schedule and (callable(value) or isinstance(value, keras.optimizers.schedules.LearningRateSchedule)):
@@ -157,7 +162,7 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
         def copy_of(variable):
             def initializer(shape, dtype):
                 with tf.init_scope():
-                    return tf.cast(tf.identity(getattr(variable, "value", variable)), dtype)
+                    return tf.cast(tf.identity(_tensor_of(variable)), dtype)
             return initializer
 
         return [self.add_variable_from_reference(variable, name=name, initializer=copy_of(variable))
@@ -186,9 +191,7 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
     # ---------------------------------------------------------- the swap
     def _exchange_anchor_and_probe(self):
         for variable, anchor in zip(self._trainable_variables, self._anchors):
-            held = tf.identity(variable.value)
-            variable.assign(anchor.value)
-            anchor.assign(held)
+            self._swap_one(variable, anchor)
 
     def swap_in_anchor(self):
         """Put the anchor in the model's variables (the probe goes to the anchor
@@ -280,7 +283,8 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
         tf.cond(tf.equal(per_step["position"], self._inner_steps - 1), outer_step, inner_only)
 
     def _swap_one(self, variable, anchor_slot):
-        held = tf.identity(variable)
+        """Exchange the values of a model variable and its anchor slot."""
+        held = tf.identity(_tensor_of(variable))
         self.assign(variable, anchor_slot)
         self.assign(anchor_slot, held)
 
