@@ -190,8 +190,14 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
 
     # ---------------------------------------------------------- the swap
     def _exchange_anchor_and_probe(self):
-        for variable, anchor in zip(self._trainable_variables, self._anchors):
-            self._swap_one(variable, anchor)
+        # One traced function instead of three eager ops per variable: the
+        # callback swaps a few times per epoch.
+        if getattr(self, "_exchange_fn", None) is None:
+            def exchange():
+                for variable, anchor in zip(self._trainable_variables, self._anchors):
+                    self._swap_one(variable, anchor)
+            object.__setattr__(self, "_exchange_fn", tf.function(exchange))
+        self._exchange_fn()
 
     def swap_in_anchor(self):
         """Put the anchor in the model's variables (the probe goes to the anchor
