@@ -249,11 +249,17 @@ def standard_normal_like(structure, seed, salt):
     """
     seeds = split_seeds(seed, structure, salt)
     flat = tf.nest.flatten(structure)
-    draws = []
-    for part, s in zip(flat, seeds):
-        compute = tf.float64 if part.dtype == tf.float64 else tf.float32
-        draws.append(tf.cast(tf.math.ndtri(_open_unit_interval(tf.shape(part), s, compute)), part.dtype))
+    draws = [standard_normal(tf.shape(part), s, part.dtype) for part, s in zip(flat, seeds)]
     return tf.nest.pack_sequence_as(structure, draws)
+
+
+def standard_normal(shape, seed, dtype=tf.float32):
+    """`xi ~ N(0, I)` of one `shape` from a stateless seed: `ndtri` of uniform
+    `random_bits`, the same numbers eagerly, under `tf.function` and under XLA
+    (up to the rounding of `ndtri`). The optimizers' Langevin noise and the
+    SDE/MCMC code both draw through here."""
+    compute = tf.float64 if dtype == tf.float64 else tf.float32
+    return tf.cast(tf.math.ndtri(_open_unit_interval(shape, seed, compute)), dtype)
 
 
 def check_batch_fn(batch_fn):

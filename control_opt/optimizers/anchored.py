@@ -59,6 +59,7 @@ import random
 import keras
 import tensorflow as tf
 
+from control_opt import _tensors
 from control_opt import momentum as momentum_lib
 
 __all__ = ["AnchoredOptimizer", "AdamOuterStep", "MomentumOuterStep"]
@@ -246,11 +247,13 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
         """`xi ~ N(0, I)` for variable `index` at the current iteration, from
         stateless ops: a pure function of (seed, variable, iteration), so a
         resumed or replayed run draws the same noise, and all replicas of a
-        `tf.distribute` strategy draw the same. Under `jit_compile=True`, XLA's
-        Philox kernels give another (equally seeded, reproducible) stream than
-        TensorFlow's CPU kernels."""
-        seed = tf.stack([self._noise_seed + index * _VARIABLE_SALT, tf.cast(self._per_step["step"], tf.int64)])
-        return tf.random.stateless_normal(shape, seed=seed, dtype=dtype, alg="philox")
+        `tf.distribute` strategy draw the same. Drawn through the library's one
+        Gaussian sampler (`ndtri` of Philox bits), so eager, graph and XLA runs
+        draw the same numbers (TensorFlow's own `stateless_normal` does not
+        under XLA)."""
+        seed = tf.cast(tf.stack([self._noise_seed + index * _VARIABLE_SALT,
+                                 tf.cast(self._per_step["step"], tf.int64)]), tf.int32)  # wraps
+        return _tensors.standard_normal(shape, seed, dtype)
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
