@@ -402,17 +402,20 @@ def _build_adam(config, learning_rate):
                                  epsilon=config.epsilon)
 
 
-# The authors' inner loop and outer step, with a stronger scoping and L2 chosen by
+# The authors' inner loop, with a stronger scoping, L2 and an outer-lr drop chosen by
 # measurement on MNIST-1D (CNN, batch 100, 6000 gradient evaluations; test accuracy
 # at the anchor for seeds 0, 1, 2; `python -m experiments.train --seed=S ...`):
-#   authors' gamma0=1e-4, gamma1=1e-3, l2=0:          94.0, 92.7, -
-#   gamma0=0.01, gamma1=0.01 (gamma_k 0.01 -> 0.2):     95.0, 93.1, 92.5
-#   gamma0=0.01, gamma1=0.01, l2=5e-4 (the default):    94.6, 94.2, 93.9
-#   SGD, Nesterov 0.9, lr 0.1 dropped to 0.01 at 75:    94.8, 95.3, 94.6
-# Also tried (seed 0): gamma0=0.03: 93.3; outer lr dropped to 0.1 at 75: 93.9;
-# L=5: 92.0; eps=1e-3 with eta'=0.05: 91.2; gamma0=1e-3, gamma1=0.02: 93.8.
+#   authors' gamma0=1e-4, gamma1=1e-3, l2=0, constant lr 1:   94.0, 92.7, -
+#   gamma0=0.01, gamma1=0.01 (gamma_k 0.01 -> 0.2):            95.0, 93.1, 92.5
+#   gamma0=0.01, gamma1=0.01, l2=5e-4:                         94.6, 79.8, 93.6
+#     (seed 1 blew up at epoch 94 and had not recovered: a constant outer lr of 1
+#     leaves the anchor following every excursion of the chain)
+#   same, outer lr 1 then 0.1 from epoch 75 (the default):     94.3, 93.8, 94.8
+#   same, eta' = 0.05 instead of the lr drop:                  87.0, 91.6, 92.0
+#   SGD, Nesterov 0.9, lr 0.1 dropped to 0.01 at 75:           94.8, 95.3, 94.6
+# Also tried (seed 0): gamma0=0.03: 93.3; L=5: 92.0; eps=1e-3 with eta'=0.05: 91.2.
 @register_optimizer("entropy_sgd",
-                    defaults=dict(learning_rate=1.0, lr_schedule="", momentum=0.0, nesterov=False,
+                    defaults=dict(learning_rate=1.0, lr_schedule="75:0.1", momentum=0.0, nesterov=False,
                                   **{**_LANGEVIN_DEFAULTS, "gamma": 0.01, "scoping": 0.01, "l2": 5e-4}))
 def _build_entropy_sgd(config, learning_rate):
     return EntropySGD(learning_rate=learning_rate, momentum=config.momentum, nesterov=config.nesterov,
