@@ -422,8 +422,11 @@ def _build_entropy_sgd(config, learning_rate):
                       seed=config.seed, **_langevin_kwargs(config))
 
 
+# Outer Adam step size measured on MNIST-1D (seed 0, 6000 gradient evaluations, the
+# authors' inner loop): 1e-3 (the class default): 78.4%; 0.01: 91.2%; 0.03: 94.4%;
+# 0.1: 86.7%. Adam normalizes the control, and there are only 300 outer steps.
 @register_optimizer("entropy_adam",
-                    defaults=dict(learning_rate=1e-3, lr_schedule="", beta_1=0.9, beta_2=0.999, epsilon=1e-7, **_LANGEVIN_DEFAULTS))
+                    defaults=dict(learning_rate=0.03, lr_schedule="", beta_1=0.9, beta_2=0.999, epsilon=1e-7, **_LANGEVIN_DEFAULTS))
 def _build_entropy_adam(config, learning_rate):
     return EntropyAdam(learning_rate=learning_rate, beta_1=config.beta_1, beta_2=config.beta_2,
                        epsilon=config.epsilon, seed=config.seed, **_langevin_kwargs(config))
