@@ -81,16 +81,18 @@ def test_box_muller_is_finite_at_the_extreme_uniforms(dtype):
     assert np.all(u.numpy() > 0.0) and np.all(u.numpy() < 1.0)
     lattice = _tensors._lattice_midpoints(tf.constant([0, 0xFFFF], tf.uint32), 16, dtype)
     for uniforms in (u, lattice):
-        first, second = _tensors.box_muller(uniforms, uniforms)
-        assert np.all(np.isfinite(first.numpy())) and np.all(np.isfinite(second.numpy()))
+        pairs = _tensors.box_muller(uniforms, uniforms)
+        assert pairs.shape == (2, 2) and np.all(np.isfinite(pairs.numpy()))
 
 
 def test_box_muller_matches_its_formula():
     u1, u2 = np.array([0.1, 0.5, 0.9]), np.array([0.0, 0.25, 0.7])
-    first, second = _tensors.box_muller(tf.constant(u1), tf.constant(u2))
+    first, second = _tensors.box_muller(tf.constant(u1), tf.constant(u2)).numpy()
     radius = np.sqrt(-2 * np.log(u1))
-    np.testing.assert_allclose(first.numpy(), radius * np.cos(2 * np.pi * u2), rtol=1e-12)
-    np.testing.assert_allclose(second.numpy(), radius * np.sin(2 * np.pi * u2), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(first, radius * np.cos(2 * np.pi * u2), rtol=1e-12)
+    np.testing.assert_allclose(second, radius * np.sin(2 * np.pi * u2), rtol=1e-12, atol=1e-15)
+    grid = _tensors.box_muller(tf.fill([3, 4], 0.5), tf.fill([3, 4], 0.125))
+    assert grid.shape == (2, 3, 4)
 
 
 def test_bits_other_than_none_or_16_is_an_error():
