@@ -239,15 +239,15 @@ def _lattice_midpoints(k, bits, dtype):
 def _uniform_pair(count, seed, dtype, bits):
     """Two independent uniforms `(u_radius, u_angle)`, each of shape `[count]`, in (0, 1).
 
-    `bits=16`: both from one 32-bit Philox word (its high and low halves), on
-    the lattice `(k + 1/2) 2^-16`. Otherwise the full precision of `dtype`:
+    `bits=16`: `count` 32-bit Philox words make the 2 * count 16-bit integers
+    `k` of both, on the lattice `(k + 1/2) 2^-16`. Otherwise the full precision of `dtype`:
     one word each, 23 bits (float32), or two words each, 52 bits (float64).
     """
     if bits == 16:
-        words = random_bits([count], seed)
-        high = tf.bitwise.right_shift(words, tf.constant(16, tf.uint32))
-        low = tf.bitwise.bitwise_and(words, tf.constant(0xFFFF, tf.uint32))
-        return _lattice_midpoints(high, 16, dtype), _lattice_midpoints(low, 16, dtype)
+        # The `count` words viewed as 2 * count 16-bit integers (a bitcast, no copy);
+        # the first half of them are the radii, the second half the angles.
+        halves = tf.reshape(tf.bitcast(random_bits([count], seed), tf.uint16), [2, count])
+        return tuple(tf.unstack(_lattice_midpoints(halves, 16, dtype)))
     if dtype == tf.float64:
         words = tf.unstack(random_bits([4, count], seed))
         return (unit_interval_from_bits(words[0], tf.float64, words[1]),
@@ -262,17 +262,37 @@ def box_muller(u_radius, u_angle):
         z1 = r cos(theta),  z2 = r sin(theta) = r cos(theta - pi/2),
         r = sqrt(-2 log u_radius),  theta = 2 pi u_angle.
 
-    Returns `[z1, z2]` stacked on a new leading axis of size 2. Both come from
-    one broadcast `cos` rather than a `cos` and a `sin`: under XLA on CPU that
-    is one fused loop instead of two that each recompute the random bits
-    (1.8 ms instead of 3.0 ms for the 184,586 numbers of
-    `bench.bench_gaussian_sampler`), at the same cost without XLA.
+    Returns `[z1, z2]` stacked on a new leading axis of size 2.
     `u_radius` must lie in (0, 1] (r = 0 at 1, finite everywhere else).
+
+    The two forms of z2 agree up to rounding; which one is traced is only a
+    matter of speed on CPU (`bench/bench_gaussian_sampler.py`). Under XLA, a
+    `cos` and a `sin` become two fused loops that each recompute the random
+    bits, so both members come from one broadcast `cos` over `[2, n]` (one
+    loop; half the time); without XLA the broadcast is the slower of the two,
+    so `cos` and `sin` are separate kernels.
     """
     radius = tf.sqrt(-2.0 * tf.math.log(u_radius))
     angle = (2.0 * np.pi) * u_angle
-    quarter_turn = tf.reshape(tf.constant([0.0, 0.5 * np.pi], angle.dtype), [2] + [1] * angle.shape.rank)
-    return radius[None] * tf.cos(angle[None] - quarter_turn)
+    if _tracing_for_xla():
+        quarter_turn = tf.reshape(tf.constant([0.0, 0.5 * np.pi], angle.dtype), [2] + [1] * angle.shape.rank)
+        return radius[None] * tf.cos(angle[None] - quarter_turn)
+    return tf.stack([radius * tf.cos(angle), radius * tf.sin(angle)])
+
+
+def _tracing_for_xla():
+    """True while tracing a function that XLA will compile (`jit_compile=True`).
+
+    The same check TensorFlow's own `pfor` makes to pick an XLA-friendly
+    formulation (a private API: if it moves, the non-XLA form is used, which is
+    correct everywhere, only slower under XLA).
+    """
+    try:
+        from tensorflow.python.framework import ops
+        from tensorflow.python.ops import control_flow_util
+        return bool(control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph()))
+    except (ImportError, AttributeError):
+        return False
 
 
 def standard_normal_like(structure, seed, salt, bits=None):
