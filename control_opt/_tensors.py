@@ -228,7 +228,7 @@ def unit_interval_from_bits(bits, dtype, low_bits=None):
         high = tf.cast(_top_bits(bits, 26), tf.float64)
         low = tf.cast(_top_bits(low_bits, 26), tf.float64)
         return (high * 2.0**26 + low + 0.5) * 2.0**-52
-    return tf.cast((tf.cast(_top_bits(bits, 23), tf.float32) + 0.5) * 2.0**-23, dtype)
+    return _lattice_midpoints(_top_bits(bits, 23), 23, dtype)
 
 
 def _lattice_midpoints(k, bits, dtype):
@@ -296,13 +296,12 @@ def _tracing_for_xla():
         return False
 
 
-def standard_normal_like(structure, seed, salt, bits=None):
+def standard_normal_like(structure, seed, salt):
     """`xi ~ N(0, I)` with the shape and dtype of every leaf, from one stateless seed
     (`standard_normal` per leaf, one derived seed each)."""
     seeds = split_seeds(seed, structure, salt)
     flat = tf.nest.flatten(structure)
-    draws = [standard_normal(part.shape if part.shape.is_fully_defined() else tf.shape(part), s, part.dtype, bits)
-             for part, s in zip(flat, seeds)]
+    draws = [standard_normal(tf.shape(part), s, part.dtype) for part, s in zip(flat, seeds)]
     return tf.nest.pack_sequence_as(structure, draws)
 
 
@@ -336,14 +335,13 @@ def standard_normal(shape, seed, dtype=tf.float32, bits=None):
     if static is None:
         shape = tf.convert_to_tensor(shape, tf.int32)
         size = tf.reduce_prod(shape)
-        pairs = box_muller(*_uniform_pair((size + 1) // 2, seed, compute, bits))
-        return tf.cast(tf.reshape(tf.reshape(pairs, [-1])[:size], shape), dtype)
-    size = int(np.prod(static, dtype=np.int64))
+    else:
+        shape, size = static, int(np.prod(static, dtype=np.int64))
     count = (size + 1) // 2
     flat = tf.reshape(box_muller(*_uniform_pair(count, seed, compute, bits)), [-1])
-    if 2 * count != size:  # odd size: the last sine is not used
+    if static is None or 2 * count != size:  # an odd size does not use the last sine
         flat = flat[:size]
-    return tf.cast(tf.reshape(flat, static), dtype)
+    return tf.cast(tf.reshape(flat, shape), dtype)
 
 
 def _static_shape(shape):
