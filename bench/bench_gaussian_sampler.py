@@ -9,7 +9,7 @@ one `tf.function`, with and without `jit_compile`. Rows: TensorFlow's own
 `ndtri` of 23-bit uniforms (this library's sampler before Box-Muller),
 `standard_normal` at full precision (SDE and MCMC code) and with `bits=16`
 (the optimizers' Langevin noise), and the same with z2 from a separate `sin`
-in both modes (`_tensors.box_muller` uses one broadcast `cos` under XLA); a row that only adds zeros measures the
+in both modes (`sampling.box_muller` uses one broadcast `cos` under XLA); a row that only adds zeros measures the
 harness (call, assign), which is subtracted. Writes its section of BENCHMARKS.md.
 """
 
@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from control_opt import _tensors  # noqa: E402
+from control_opt._internal import sampling  # noqa: E402
 from bench.report import machine_line, markdown_table, write_section  # noqa: E402
 
 from bench.bench_optimizer_step import cnn28  # noqa: E402
@@ -32,8 +32,8 @@ SHAPES = [tuple(weight.shape) for weight in cnn28(0).trainable_weights]
 
 
 def ndtri_of_uniforms(shape, seed):
-    bits = _tensors.random_bits(shape, seed)
-    return tf.math.ndtri(_tensors.unit_interval_from_bits(bits, tf.float32))
+    bits = sampling.random_bits(shape, seed)
+    return tf.math.ndtri(sampling.unit_interval_from_bits(bits, tf.float32))
 
 
 def separate_cos_and_sin(shape, seed):
@@ -41,7 +41,7 @@ def separate_cos_and_sin(shape, seed):
     traced as is under XLA too: the XLA rows show what the broadcast `cos` saves there."""
     size = int(np.prod(shape))
     count = (size + 1) // 2
-    u_radius, u_angle = _tensors._uniform_pair(count, seed, tf.float32, 16)
+    u_radius, u_angle = sampling._uniform_pair(count, seed, tf.float32, 16)
     radius, angle = tf.sqrt(-2.0 * tf.math.log(u_radius)), (2.0 * np.pi) * u_angle
     flat = tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], axis=0)
     return tf.reshape(flat[:size], shape)
@@ -51,9 +51,9 @@ SAMPLERS = {
     "harness (adds zeros)": lambda shape, seed: tf.zeros(shape),
     "tf.random.stateless_normal": lambda shape, seed: tf.random.stateless_normal(shape, seed=seed, alg="philox"),
     "ndtri of 23-bit uniforms (before)": ndtri_of_uniforms,
-    "standard_normal (Box-Muller, 23-bit uniforms)": lambda shape, seed: _tensors.standard_normal(shape, seed),
+    "standard_normal (Box-Muller, 23-bit uniforms)": lambda shape, seed: sampling.standard_normal(shape, seed),
     "bits=16, separate cos and sin in both modes": separate_cos_and_sin,
-    "standard_normal(bits=16) (optimizers)": lambda shape, seed: _tensors.standard_normal(shape, seed, bits=16),
+    "standard_normal(bits=16) (optimizers)": lambda shape, seed: sampling.standard_normal(shape, seed, bits=16),
 }
 BASELINE = "tf.random.stateless_normal"
 

@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from bench.report import machine_line, markdown_table, write_section
-from control_opt.estimators import LocalGibbsSampler
+from control_opt.mcmc.estimators import LocalGibbsSampler
 
 KERNELS = ("sgld", "mala", "hmc", "nuts")
 
@@ -144,7 +144,7 @@ def run(quick=False):
             error_rows.append((kernel, n, np.linalg.norm(g_hat - true_gradient) / np.linalg.norm(true_gradient)))
 
     # (b) MLP on MNIST-1D.
-    from control_opt.keras_loss import keras_loss_fn, minibatch_fn, model_weights
+    from control_opt._internal.keras_adaptor import keras_loss_fn, minibatch_fn, model_weights
 
     model, loss, x, y = mlp_problem()
     m_loss = keras_loss_fn(model, loss, x, y)

@@ -125,7 +125,7 @@ def main():
           f"{args.steps} steps each (the first {SKIP} of each fit untimed), one process; ratio = median / median of SGD in the same model and "
           f"jit setting. Target for EntropySGD: ratio <= 1.10. The noise=0 row isolates the cost of "
           "drawing the Langevin noise (Box-Muller on one 32-bit Philox word per pair of normals, "
-          "`control_opt._tensors.standard_normal(bits=16)`), which is most of EntropySGD's overhead "
+          "`control_opt.sampling.standard_normal(bits=16)`), which is most of EntropySGD's overhead "
           "on the larger model.\n\n"
           "Optimizer state per parameter (count of per-parameter slot entries): SGD momentum 1; "
           "EntropySGD with the authors' defaults (no outer momentum) 3 = anchor, mean, Langevin "

@@ -8,7 +8,7 @@ writes the file atomically.
 import os
 import platform
 import re
-from control_opt.atomic import atomic_write
+from control_opt._internal.atomic import atomic_write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(ROOT, "BENCHMARKS.md")

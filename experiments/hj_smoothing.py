@@ -37,7 +37,7 @@ import os
 from absl import app, flags
 import numpy as np
 
-from control_opt.atomic import atomic_write
+from control_opt._internal.atomic import atomic_write
 from control_opt.pde import hopf_lax, viscous_hj
 
 __all__ = ["SmoothingConfig", "define_flags", "config_from_flags", "loss_1d", "loss_2d", "make_figures"]

@@ -51,10 +51,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from control_opt.atomic import atomic_write
-from control_opt.controls import Control, GreedyControl, HopfLaxControl, LocalEntropyControl
+from control_opt._internal.atomic import atomic_write
+from control_opt.sde.controls import Control, GreedyControl, HopfLaxControl, LocalEntropyControl
 from control_opt.pde import hopf_lax, viscous_hj
-from control_opt.sde import simulate_sde
+from control_opt.sde.simulate import simulate_sde
 
 __all__ = ["LandscapeConfig", "Landscape", "LANDSCAPES", "run_experiment", "define_flags", "config_from_flags"]
 

@@ -17,7 +17,7 @@ epochs, as the papers do.
 
 Anchor and probe. With Entropy-SGD/Entropy-Adam the model's variables hold the
 probe w' during an epoch and the optimizer holds the anchor w, the weights to
-report. `control_opt.callbacks.AnchorSwap` comes first in the callback list, so
+report. `control_opt.AnchorSwap` comes first in the callback list, so
 validation (the test set), the per-epoch metrics and the checkpoint all see the
 anchor, and after `fit` the model holds the anchor. The *train* loss/accuracy are
 Keras's running averages over the epoch's minibatches, i.e. measured at the probe
@@ -75,8 +75,8 @@ import numpy as np
 import tensorflow as tf
 
 from control_opt import datasets, models
-from control_opt.atomic import atomic_path, atomic_write
-from control_opt.callbacks import AnchorSwap
+from control_opt._internal.atomic import atomic_path, atomic_write
+from control_opt.optimizers.callbacks import AnchorSwap
 from control_opt.optimizers import EntropyAdam, EntropySGD, HopfLaxSGD
 
 __all__ = [

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from control_opt.atomic import atomic_path, atomic_write
+from control_opt._internal.atomic import atomic_path, atomic_write
 
 
 def test_atomic_write_replaces_and_keeps_usual_permissions(tmp_path):

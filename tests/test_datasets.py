@@ -36,7 +36,7 @@ def test_mnist1d_is_cached_and_read_only(mnist1d):
 def test_mnist1d_is_the_generators_default_and_leaves_global_rngs_alone(mnist1d, monkeypatch):
     from mnist1d.data import get_dataset_args, make_dataset
 
-    monkeypatch.setattr(datasets, "_MEMORY_CACHE", {})
+    monkeypatch.setattr(datasets.registry, "_MEMORY_CACHE", {})
     np.random.seed(123)
     expected_draw = np.random.rand()
     np.random.seed(123)
@@ -51,14 +51,14 @@ def test_mnist1d_is_the_generators_default_and_leaves_global_rngs_alone(mnist1d,
 
 def test_disk_cache_is_written_and_reread_and_survives_damage(mnist1d, monkeypatch, tmp_path):
     monkeypatch.setenv("CONTROL_OPT_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(datasets, "_MEMORY_CACHE", {})
+    monkeypatch.setattr(datasets.registry, "_MEMORY_CACHE", {})
     datasets.load("mnist1d")
     (cached,) = [p for p in os.listdir(tmp_path)]
     assert cached.startswith("mnist1d-") and cached.endswith(".npz")
-    monkeypatch.setattr(datasets, "_MEMORY_CACHE", {})
+    monkeypatch.setattr(datasets.registry, "_MEMORY_CACHE", {})
     np.testing.assert_array_equal(datasets.load("mnist1d").x_train, mnist1d.x_train)
     (tmp_path / cached).write_bytes(b"not an npz file")
-    monkeypatch.setattr(datasets, "_MEMORY_CACHE", {})
+    monkeypatch.setattr(datasets.registry, "_MEMORY_CACHE", {})
     np.testing.assert_array_equal(datasets.load("mnist1d").x_test, mnist1d.x_test)
 
 
@@ -74,7 +74,7 @@ def test_unknown_name_lists_the_known_ones():
 
 
 def test_registry_is_open_and_refuses_duplicates(monkeypatch):
-    monkeypatch.setattr(datasets, "_LOADERS", dict(datasets._LOADERS))
+    monkeypatch.setattr(datasets.registry, "_LOADERS", dict(datasets.registry._LOADERS))
 
     @datasets.register("toy")
     def _toy(*, seed=None):

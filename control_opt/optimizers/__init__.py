@@ -1,7 +1,14 @@
-"""Keras optimizers built on the anchor / probe / control pattern (`anchored`)."""
+"""Keras optimizers built on the anchor / probe / control pattern (`anchored`).
 
-from control_opt.optimizers.anchored import AnchoredOptimizer
+  anchored      `AnchoredOptimizer`: anchor, probe, chain, control, outer step
+  entropy_sgd   `EntropySGD`, `EntropyAdam` (local entropy, an SGLD chain)
+  hopf_lax_sgd  `HopfLaxSGD` (the proximal / Hopf-Lax control)
+  callbacks     `AnchorSwap`
+"""
+
+from control_opt.optimizers.anchored import AnchoredOptimizer, find_anchored_optimizer
+from control_opt.optimizers.callbacks import AnchorSwap
 from control_opt.optimizers.entropy_sgd import EntropyAdam, EntropySGD
 from control_opt.optimizers.hopf_lax_sgd import HopfLaxSGD
 
-__all__ = ["AnchoredOptimizer", "EntropyAdam", "EntropySGD", "HopfLaxSGD"]
+__all__ = ["AnchorSwap", "AnchoredOptimizer", "EntropyAdam", "EntropySGD", "HopfLaxSGD", "find_anchored_optimizer"]

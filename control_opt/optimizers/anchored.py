@@ -53,16 +53,15 @@ which is where:
 
 from __future__ import annotations
 
-import numbers
-import random
-
 import keras
 import tensorflow as tf
 
-from control_opt import _tensors
-from control_opt import momentum as momentum_lib
+from control_opt._internal import sampling
+from control_opt._internal.checks import (
+    check_int, check_nesterov, check_non_negative, check_positive, check_unit_interval, resolve_seed)
+from control_opt.formulas import momentum as momentum_lib
 
-__all__ = ["AnchoredOptimizer", "AdamOuterStep", "MomentumOuterStep"]
+__all__ = ["AnchoredOptimizer", "AdamOuterStep", "MomentumOuterStep", "find_anchored_optimizer"]
 
 # Salt that separates the noise streams of the variables of one optimizer.
 _VARIABLE_SALT = 0x9E3779B1
@@ -73,47 +72,21 @@ def _tensor_of(variable):
     return variable.value if isinstance(variable, keras.Variable) else variable
 
 
-def check_rate(name, value, allow_schedule=False):
-    """A strictly positive float (or a schedule/callable where allowed)."""
-    if allow_schedule and (callable(value) or isinstance(value, keras.optimizers.schedules.LearningRateSchedule)):
-        return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ValueError(f"`{name}` must be a positive float, got {value!r}.")
-    return float(value)
+def find_anchored_optimizer(model_or_optimizer):
+    """The `AnchoredOptimizer` of a model (or behind an optimizer), else None.
 
-
-def check_unit_interval(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
-        raise ValueError(f"`{name}` must be a float in [0, 1), got {value!r}.")
-    return float(value)
-
-
-def check_non_negative(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-        raise ValueError(f"`{name}` must be a non-negative float, got {value!r}.")
-    return float(value)
-
-
-def check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    return int(value)
-
-
-def check_nesterov(name, nesterov, momentum_name, momentum):
-    if nesterov and not momentum:
-        raise ValueError(f"`{name}=True` needs a positive `{momentum_name}`, got {momentum_name}={momentum!r}.")
-    return bool(nesterov)
-
-
-def resolve_seed(seed):
-    """An explicit integer seed; `None` draws one from Python's `random`, which
-    `keras.utils.set_random_seed` seeds, so seeded programs stay reproducible."""
-    if seed is None:
-        return random.randint(1, 2**31 - 1)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"`seed` must be an integer or None, got {seed!r}.")
-    return int(seed)
+    Looks through wrappers such as the `LossScaleOptimizer` that `compile`
+    puts around the optimizer under a `mixed_float16` policy (its
+    `inner_optimizer`), so every part of the library finds the same optimizer.
+    """
+    optimizer = getattr(model_or_optimizer, "optimizer", model_or_optimizer)
+    for _ in range(8):  # wrappers of wrappers, bounded
+        if isinstance(optimizer, AnchoredOptimizer):
+            return optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", None)
+        if optimizer is None:
+            return None
+    return None
 
 
 class AnchoredOptimizer(keras.optimizers.Optimizer):
@@ -124,7 +97,7 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
     _L2_ON_CONTROL = True
 
     def __init__(self, learning_rate, *, inner_steps, l2=0.0, seed=None, name=None, **kwargs):
-        super().__init__(learning_rate=check_rate("learning_rate", learning_rate, allow_schedule=True),
+        super().__init__(learning_rate=check_positive("learning_rate", learning_rate, schedule=True),
                          name=name, **kwargs)
         self._inner_steps = inner_steps
         self.l2 = check_non_negative("l2", l2)
@@ -251,11 +224,11 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
         Gaussian sampler (Box-Muller on Philox bits converted by the library),
         so eager, graph and XLA runs draw the same numbers (TensorFlow's own
         `stateless_normal` does not under XLA); with 16 random bits per uniform
-        (`_tensors.standard_normal(bits=16)`), half the random bits per draw:
+        (`sampling.standard_normal(bits=16)`), half the random bits per draw:
         the Philox kernel is most of the noise's cost on CPU."""
         seed = tf.cast(tf.stack([self._noise_seed + index * _VARIABLE_SALT,
                                  tf.cast(self._per_step["step"], tf.int64)]), tf.int32)  # wraps
-        return _tensors.standard_normal(shape, seed, dtype, bits=16)
+        return sampling.standard_normal(shape, seed, dtype, bits=16)
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
@@ -373,7 +346,7 @@ class AdamOuterStep:
     def _init_outer(self, beta_1, beta_2, epsilon):
         self.beta_1 = check_unit_interval("beta_1", beta_1)
         self.beta_2 = check_unit_interval("beta_2", beta_2)
-        self.epsilon = check_rate("epsilon", epsilon)
+        self.epsilon = check_positive("epsilon", epsilon)
 
     def _build_outer(self, var_list):
         self._first_moments, self._second_moments = self.add_optimizer_variables(

@@ -33,7 +33,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from control_opt import local_entropy
+from control_opt.formulas import local_entropy
+from control_opt._internal import checks
 from control_opt.optimizers import anchored
 
 __all__ = ["EntropyAdam", "EntropySGD"]
@@ -44,19 +45,19 @@ class _LocalEntropyChain(anchored.AnchoredOptimizer):
 
     def _init_chain(self, langevin_steps, langevin_learning_rate, langevin_momentum,
                     langevin_nesterov, gamma, scoping, noise, mean_decay):
-        self.langevin_steps = anchored.check_positive_int("langevin_steps", langevin_steps)
+        self.langevin_steps = checks.check_int("langevin_steps", langevin_steps)
         self._inner_steps = self.langevin_steps
-        self.langevin_learning_rate = anchored.check_rate("langevin_learning_rate", langevin_learning_rate)
-        self.langevin_momentum = anchored.check_unit_interval("langevin_momentum", langevin_momentum)
-        self.langevin_nesterov = anchored.check_nesterov(
+        self.langevin_learning_rate = checks.check_positive("langevin_learning_rate", langevin_learning_rate)
+        self.langevin_momentum = checks.check_unit_interval("langevin_momentum", langevin_momentum)
+        self.langevin_nesterov = checks.check_nesterov(
             "langevin_nesterov", langevin_nesterov, "langevin_momentum", self.langevin_momentum)
         if callable(gamma):
             self.gamma = gamma
         else:
-            self.gamma = anchored.check_non_negative("gamma", gamma)
-        self.scoping = anchored.check_non_negative("scoping", scoping)
-        self.noise = anchored.check_non_negative("noise", noise)
-        self.mean_decay = anchored.check_unit_interval("mean_decay", mean_decay)
+            self.gamma = checks.check_non_negative("gamma", gamma)
+        self.scoping = checks.check_non_negative("scoping", scoping)
+        self.noise = checks.check_non_negative("noise", noise)
+        self.mean_decay = checks.check_unit_interval("mean_decay", mean_decay)
 
     def scope(self, outer_step, dtype=tf.float32):
         """gamma_k: `gamma(k)` if `gamma` is callable (then `scoping` is not

@@ -26,7 +26,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from control_opt import local_entropy
+from control_opt.formulas import local_entropy
+from control_opt._internal import checks
 from control_opt.optimizers import anchored
 from control_opt.pde import pointwise
 
@@ -65,10 +66,10 @@ class HopfLaxSGD(anchored.MomentumOuterStep, anchored.AnchoredOptimizer):
                  scoping=1e-3, mean_decay=0.75, l2=0.0, seed=None, name="hopf_lax_sgd", **kwargs):
         super().__init__(learning_rate, inner_steps=1, l2=l2, seed=seed, name=name, **kwargs)
         self._init_outer(momentum, nesterov)
-        self._inner_steps = self.inner_steps = anchored.check_positive_int("inner_steps", inner_steps)
-        self.gamma = anchored.check_rate("gamma", gamma)
-        self.scoping = anchored.check_non_negative("scoping", scoping)
-        self.mean_decay = anchored.check_unit_interval("mean_decay", mean_decay)
+        self._inner_steps = self.inner_steps = checks.check_int("inner_steps", inner_steps)
+        self.gamma = checks.check_positive("gamma", gamma)
+        self.scoping = checks.check_non_negative("scoping", scoping)
+        self.mean_decay = checks.check_unit_interval("mean_decay", mean_decay)
 
     def proximal_time(self, outer_step, dtype=tf.float32):
         """t_k = 1 / gamma_k."""

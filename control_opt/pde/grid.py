@@ -8,11 +8,9 @@ numpy's "ij" indexing). Every check raises a `ValueError` naming the argument.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-__all__ = ["check_grid", "check_positive", "check_values"]
+__all__ = ["check_grid", "check_values"]
 
 # Relative tolerance on the spacing: `np.linspace` and `np.arange` grids are
 # uniform to rounding (~1e-15 relative), a grid built by hand may be less exact.
@@ -96,13 +94,3 @@ def check_values(values, axes, *, allow_inf):
         raise ValueError("`values` must be finite here (+inf constraints are supported by "
                          "`hopf_lax` only: exp(-beta f) would vanish and the log be -inf).")
     return f
-
-
-def check_positive(x, name):
-    """Returns `x` as a Python float after checking it is a finite number > 0."""
-    if isinstance(x, bool) or not isinstance(x, (numbers.Real, np.ndarray, np.generic)) or np.ndim(x) != 0:
-        raise ValueError(f"`{name}` must be a finite number > 0, got {x!r}.")
-    value = float(x)
-    if not (np.isfinite(value) and value > 0.0):
-        raise ValueError(f"`{name}` must be a finite number > 0, got {value}.")
-    return value

@@ -39,7 +39,8 @@ import dataclasses
 
 import numpy as np
 
-from control_opt.pde.grid import check_grid, check_positive, check_values
+from control_opt._internal.checks import check_positive
+from control_opt.pde.grid import check_grid, check_values
 
 __all__ = ["HopfLaxSolution", "hopf_lax", "lower_envelope_transform"]
 
@@ -151,7 +152,7 @@ def hopf_lax(values, grid, t) -> HopfLaxSolution:
         NaN or `-inf`.
     """
     axes = check_grid(grid)
-    t = check_positive(t, "t")
+    t = check_positive("t", t)
     f = check_values(values, axes, allow_inf=True)
     steps = [(a[-1] - a[0]) / (a.size - 1) for a in axes]
     if len(axes) == 1:
@@ -180,7 +181,7 @@ def _brute_force(values, grid, t):
     Returns `(u, prox)`; `prox` is the first minimizer, NaN where `u = +inf`.
     """
     (x,) = check_grid(grid)
-    t = check_positive(t, "t")
+    t = check_positive("t", t)
     f = check_values(values, (x,), allow_inf=True)
     u = np.empty_like(f)
     prox = np.empty_like(f)

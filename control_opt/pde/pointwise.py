@@ -40,7 +40,8 @@ from typing import Any, Callable, NamedTuple
 
 import tensorflow as tf
 
-from control_opt.local_entropy import running_mean
+from control_opt._internal import checks
+from control_opt.formulas.local_entropy import running_mean
 
 __all__ = [
     "MoreauEnvelopeResults",
@@ -97,14 +98,11 @@ def _static_number(x):
 
 def _check_arguments(t, damping, max_iterations, tolerance):
     t_value = _static_number(t)
-    if t_value is not None and not t_value > 0.0:
-        raise ValueError(f"`t` must be > 0 (the Hopf-Lax time, 1/gamma), got {t_value}.")
-    if not 0.0 <= float(damping) < 1.0:
-        raise ValueError(f"`damping` must be a float in [0, 1), got {damping}.")
-    if isinstance(max_iterations, bool) or int(max_iterations) != max_iterations or max_iterations < 0:
-        raise ValueError(f"`max_iterations` must be a non-negative integer, got {max_iterations}.")
-    if not float(tolerance) > 0.0:
-        raise ValueError(f"`tolerance` must be > 0, got {tolerance}.")
+    if t_value is not None:
+        checks.check_positive("t", t_value)
+    checks.check_unit_interval("damping", damping)
+    checks.check_int("max_iterations", max_iterations, minimum=0)
+    checks.check_positive("tolerance", tolerance)
 
 
 def _global_norm(structure):

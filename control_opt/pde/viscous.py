@@ -56,7 +56,8 @@ import dataclasses
 
 import numpy as np
 
-from control_opt.pde.grid import check_grid, check_positive, check_values
+from control_opt._internal.checks import check_positive
+from control_opt.pde.grid import check_grid, check_values
 
 __all__ = ["ViscousSolution", "viscous_hj"]
 
@@ -145,8 +146,8 @@ def viscous_hj(values, grid, t, beta) -> ViscousSolution:
         shape or not finite.
     """
     axes = check_grid(grid)
-    t = check_positive(t, "t")
-    beta = check_positive(beta, "beta")
+    t = check_positive("t", t)
+    beta = check_positive("beta", beta)
     f = check_values(values, axes, allow_inf=False)
     scale = beta / (2.0 * t)
     log_norm = -sum(_log_theta(scale * ((a[-1] - a[0]) / (a.size - 1)) ** 2) for a in axes)

@@ -127,13 +127,13 @@ def test_agrees_with_the_grid_solver_on_a_nonconvex_loss():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(t=0.0), r"`t` must be > 0"),
-    (dict(t=-1.0), r"`t` must be > 0"),
+    (dict(t=0.0), r"`t` must be a finite number > 0"),
+    (dict(t=-1.0), r"`t` must be a finite number > 0"),
     (dict(t=0.1, damping=1.0), r"`damping` must be a float in \[0, 1\)"),
     (dict(t=0.1, damping=-0.1), r"`damping`"),
-    (dict(t=0.1, max_iterations=-1), r"`max_iterations` must be a non-negative integer"),
+    (dict(t=0.1, max_iterations=-1), r"`max_iterations` must be an integer >= 0"),
     (dict(t=0.1, max_iterations=2.5), r"`max_iterations`"),
-    (dict(t=0.1, tolerance=0.0), r"`tolerance` must be > 0"),
+    (dict(t=0.1, tolerance=0.0), r"`tolerance` must be a finite number > 0"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

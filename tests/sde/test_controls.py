@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from control_opt import local_entropy
-from control_opt.controls import GreedyControl, HopfLaxControl, LocalEntropyControl
-from control_opt.sde import simulate_sde
+from control_opt.formulas import local_entropy
+from control_opt.sde.controls import GreedyControl, HopfLaxControl, LocalEntropyControl
+from control_opt.sde.simulate import simulate_sde
 from tests.sde.conftest import Quadratic
 
 LAMBDA = np.array([0.5, 2.0])
@@ -68,7 +68,7 @@ def test_local_entropy_control_calls_the_one_langevin_step(monkeypatch):
         calls.append(kwargs["learning_rate"])
         return local_entropy.langevin_step(*args, **kwargs)
 
-    monkeypatch.setattr("control_opt.sgld_kernel.langevin_step", spy)
+    monkeypatch.setattr("control_opt.mcmc.sgld_kernel.langevin_step", spy)
     LocalEntropyControl(diagonal_loss, gamma=1.0, beta=10.0, num_steps=2)(anchors(), 0.0, seed=0)
     assert calls
 

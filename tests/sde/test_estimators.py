@@ -7,9 +7,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from scipy import stats
 
-from control_opt.estimators import local_entropy_gradient
-from control_opt.gibbs import local_gibbs_log_prob
-from control_opt.keras_loss import keras_loss_fn, minibatch_fn, model_weights
+from control_opt.mcmc.estimators import local_entropy_gradient
+from control_opt.mcmc.gibbs import local_gibbs_log_prob
+from control_opt._internal.keras_adaptor import keras_loss_fn, minibatch_fn, model_weights
 from tests.sde.conftest import Quadratic
 
 GAMMA, BETA = 1.0, 10.0

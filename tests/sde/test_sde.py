@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from control_opt.controls import Control, GreedyControl
-from control_opt.sde import simulate_sde
+from control_opt.sde.controls import Control, GreedyControl
+from control_opt.sde.simulate import simulate_sde
 from tests.sde.conftest import Quadratic
 
 

@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from control_opt import local_entropy
-from control_opt.keras_loss import keras_loss_fn, minibatch_fn, model_weights
-from control_opt.sgld_kernel import StochasticGradientLangevin, StochasticGradientLangevinResults
+from control_opt.formulas import local_entropy
+from control_opt._internal.keras_adaptor import keras_loss_fn, minibatch_fn, model_weights
+from control_opt.mcmc.sgld_kernel import StochasticGradientLangevin, StochasticGradientLangevinResults
 from tests.sde.conftest import Quadratic
 
 
@@ -48,7 +48,7 @@ def test_step_is_the_langevin_step_in_law(quadratic, monkeypatch):
         calls.append(kwargs)
         return local_entropy.langevin_step(*args, **kwargs)
 
-    monkeypatch.setattr("control_opt.sgld_kernel.langevin_step", spy)
+    monkeypatch.setattr("control_opt.mcmc.sgld_kernel.langevin_step", spy)
     h, beta, gamma = 0.02, 5.0, 0.7
     kernel = kernel_for(quadratic, step_size=h, beta=beta, gamma=gamma)
     probe = np.array([0.5, -1.0, 2.0, 0.0], np.float32)

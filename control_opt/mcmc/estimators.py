@@ -40,10 +40,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from control_opt import _tensors
-from control_opt.gibbs import local_gibbs_log_prob
-from control_opt.local_entropy import local_entropy_control
-from control_opt.sgld_kernel import StochasticGradientLangevin, default_step_size
+from control_opt._internal import checks, sampling, structures
+from control_opt.mcmc.gibbs import local_gibbs_log_prob
+from control_opt.formulas.local_entropy import local_entropy_control
+from control_opt.mcmc.sgld_kernel import StochasticGradientLangevin, default_step_size
 
 __all__ = ["KERNELS", "LocalEntropyEstimate", "LocalGibbsSampler", "local_entropy_gradient"]
 
@@ -114,12 +114,6 @@ def _effective_sample_size(samples, num_chains):
         logger.setLevel(level)
 
 
-def _check_count(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
 def local_entropy_gradient(
     loss_fn,
     w,
@@ -185,8 +179,8 @@ def local_entropy_gradient(
       ValueError: a bad argument (named), NaN in `w`, a `loss_fn` that cannot
         be evaluated at `w`, or a run that produced NaN/Inf samples.
     """
-    num_results = _check_count("num_results", num_results, 2)
-    num_chains = _check_count("num_chains", num_chains, 1)
+    num_results = checks.check_int("num_results", num_results, 2)
+    num_chains = checks.check_int("num_chains", num_chains, 1)
     if seed is None:
         raise ValueError("`seed` must be given (explicit stateless seeds).")
     sampler = LocalGibbsSampler(
@@ -237,18 +231,18 @@ class LocalGibbsSampler:
         batch_fn=None,
         adapt_step_size=True,
     ):
-        _tensors.check_positive("gamma", gamma)
-        _tensors.check_positive("beta", beta)
-        self.num_burnin_steps = _check_count("num_burnin_steps", num_burnin_steps, 0)
+        checks.check_positive("gamma", gamma, tensor=True)
+        checks.check_positive("beta", beta, tensor=True)
+        self.num_burnin_steps = checks.check_int("num_burnin_steps", num_burnin_steps, 0)
         if step_size is not None:
-            _tensors.check_positive("step_size", step_size)
+            checks.check_positive("step_size", step_size, tensor=True)
         if not (callable(kernel) or kernel in KERNELS):
             raise ValueError(f"`kernel` must be one of {KERNELS} or a callable building a TransitionKernel, got {kernel!r}.")
         if batch_fn is not None and kernel != "sgld":
             raise ValueError("`batch_fn` is for the 'sgld' kernel; calibrated kernels need the full-data target.")
-        _tensors.check_batch_fn(batch_fn)
+        checks.check_callable("batch_fn", batch_fn, "batch_fn(seed) -> batch")
         self.gamma, self.beta = gamma, beta
-        self.w = w = _tensors.check_finite(_tensors.as_tensors(w, "w"), "w")
+        self.w = w = structures.check_finite(structures.as_tensors(w, "w"), "w")
         self._flat_w = flat_w = tf.nest.flatten(w)
         self._single = single = len(flat_w) == 1 and not tf.nest.is_nested(w)
         # tfp kernels see the flat list of parts (their list convention); `loss_fn` sees `w`'s structure.
@@ -259,7 +253,7 @@ class LocalGibbsSampler:
             return loss_fn(tf.nest.pack_sequence_as(w, parts), *args)
 
         probe_batch = () if batch_fn is None else (batch_fn(tf.constant([0, 0], tf.int32)),)
-        _tensors.evaluate_loss_at(loss_fn, w, "loss_fn", "w", *probe_batch)
+        structures.evaluate_loss_at(loss_fn, w, "loss_fn", "w", *probe_batch)
         self._dtype = dtype = flat_w[0].dtype
 
         if kernel == "sgld":
@@ -284,11 +278,11 @@ class LocalGibbsSampler:
             elif kernel == "hmc":
                 transition = tfp.mcmc.HamiltonianMonteCarlo(
                     target, step_size=initial_step,
-                    num_leapfrog_steps=_check_count("num_leapfrog_steps", num_leapfrog_steps, 1),
+                    num_leapfrog_steps=checks.check_int("num_leapfrog_steps", num_leapfrog_steps, 1),
                 )
             else:
                 transition = tfp.mcmc.NoUTurnSampler(
-                    target, step_size=initial_step, max_tree_depth=_check_count("max_tree_depth", max_tree_depth, 1)
+                    target, step_size=initial_step, max_tree_depth=checks.check_int("max_tree_depth", max_tree_depth, 1)
                 )
             if not callable(kernel) and adapt_step_size and self.num_burnin_steps > 0:
                 transition = tfp.mcmc.DualAveragingStepSizeAdaptation(
@@ -302,13 +296,13 @@ class LocalGibbsSampler:
         """`num_chains` states `w + xi / sqrt(beta gamma)` in tfp's convention (flat list, or one tensor)."""
         spread = 1.0 / math.sqrt(float(self.beta) * float(self.gamma))
         batched = [tf.tile(a[tf.newaxis], [num_chains] + [1] * a.shape.rank) for a in self._flat_w]
-        noise = _tensors.standard_normal_like(batched, seed, "chain_start")
+        noise = sampling.standard_normal_like(batched, seed, "chain_start")
         start = [a + tf.cast(spread, a.dtype) * x for a, x in zip(batched, noise)]
         return start[0] if self._single else start
 
     def sample(self, num_results, num_chains, *, seed):
         """`(samples, accepted, final_step_size)` of `num_chains` chains after burn-in (graph-safe)."""
-        init_seed, chain_seed = tf.unstack(_tensors.split_seed(seed, 2, "local_entropy_gradient"))
+        init_seed, chain_seed = tf.unstack(sampling.split_seed(seed, 2, "local_entropy_gradient"))
 
         def trace_fn(_, results):
             accepted = _find_field(results, "is_accepted")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from control_opt import _tensors
+from control_opt._internal import sampling
 
 __all__ = ["keras_loss_fn", "model_weights", "minibatch_fn"]
 
@@ -84,7 +84,7 @@ def minibatch_fn(x, y, batch_size):
         raise ValueError(f"`x` and `y` must have the same known number of examples, got {x.shape} and {y.shape}.")
 
     def batch_fn(seed):
-        index = tf.cast(_tensors.random_bits([batch_size], seed) % n, tf.int32)  # modulo bias < n / 2^32
+        index = tf.cast(sampling.random_bits([batch_size], seed) % n, tf.int32)  # modulo bias < n / 2^32
         return tf.gather(x, index), tf.gather(y, index)
 
     return batch_fn

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from control_opt import _tensors
+from control_opt._internal import checks, structures
 
 __all__ = ["local_gibbs_log_prob", "local_gibbs_energy"]
 
@@ -52,9 +52,9 @@ def local_gibbs_energy(loss_fn, anchor, state, *, gamma, batch_ndims, batch=None
       batch: optional minibatch passed to `loss_fn`.
     """
     args = () if batch is None else (batch,)
-    loss = _tensors.batched_loss(loss_fn, state, batch_ndims, *args)
+    loss = structures.batched_loss(loss_fn, state, batch_ndims, *args)
     displacement = tf.nest.map_structure(lambda a, s: a - s, anchor, state)
-    return loss + 0.5 * gamma * _tensors.squared_norm(displacement, batch_ndims)
+    return loss + 0.5 * gamma * structures.squared_norm(displacement, batch_ndims)
 
 
 def local_gibbs_log_prob(loss_fn, anchor, *, gamma, beta, batch=None, anchor_batch_ndims=0):
@@ -75,7 +75,7 @@ def local_gibbs_log_prob(loss_fn, anchor, *, gamma, beta, batch=None, anchor_bat
 
     Args:
       loss_fn: `f(w')` for one weight structure, returning a scalar (see
-        `control_opt.keras_loss.keras_loss_fn` for a Keras model's loss as a
+        `control_opt.keras_loss_fn` for a Keras model's loss as a
         function of its weights). When `batch` is given it is called as
         `loss_fn(w', batch)`.
       anchor: `w`, a tensor or nested structure of tensors (the centre of the
@@ -95,14 +95,14 @@ def local_gibbs_log_prob(loss_fn, anchor, *, gamma, beta, batch=None, anchor_bat
       ValueError: non-positive `gamma` or `beta`, NaN/Inf in `anchor`, or a
         `loss_fn` that cannot be evaluated at (the structure of) `anchor`.
     """
-    _tensors.check_positive("gamma", gamma)
-    _tensors.check_positive("beta", beta)
-    anchor = _tensors.check_finite(_tensors.as_tensors(anchor, "anchor"), "anchor")
+    checks.check_positive("gamma", gamma, tensor=True)
+    checks.check_positive("beta", beta, tensor=True)
+    anchor = structures.check_finite(structures.as_tensors(anchor, "anchor"), "anchor")
     args = () if batch is None else (batch,)
     if anchor_batch_ndims:
-        _tensors.batched_loss(loss_fn, anchor, anchor_batch_ndims, *args)
+        structures.batched_loss(loss_fn, anchor, anchor_batch_ndims, *args)
     else:
-        _tensors.evaluate_loss_at(loss_fn, anchor, "loss_fn", "anchor", *args)
+        structures.evaluate_loss_at(loss_fn, anchor, "loss_fn", "anchor", *args)
     event = tf.nest.map_structure(lambda a: tf.TensorSpec(a.shape[anchor_batch_ndims:], a.dtype), anchor)
     num_parts = len(tf.nest.flatten(anchor))
 
@@ -116,8 +116,8 @@ def local_gibbs_log_prob(loss_fn, anchor, *, gamma, beta, batch=None, anchor_bat
                 f"`state` has {len(state_parts)} parts but `anchor` has {num_parts}; pass "
                 "`tf.nest.flatten(anchor)`-shaped parts or one structure like `anchor`."
             )
-        state = _tensors.as_tensors(state, "state")
-        batch_ndims = _tensors.batch_ndims_of(state, event, "state", "anchor")
+        state = structures.as_tensors(state, "state")
+        batch_ndims = structures.batch_ndims_of(state, event, "state", "anchor")
         if batch_ndims < anchor_batch_ndims:
             raise ValueError(f"`state` must carry the {anchor_batch_ndims} batch axes of `anchor`.")
         energy = local_gibbs_energy(loss_fn, anchor, state, gamma=gamma, batch_ndims=batch_ndims, batch=batch)

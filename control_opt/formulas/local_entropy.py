@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from control_opt.momentum import momentum_direction
+from control_opt.formulas.momentum import momentum_direction
 
 __all__ = [
     "exponential_scope",

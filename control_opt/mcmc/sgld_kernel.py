@@ -17,7 +17,7 @@ Entropy-SGD writes the same step as `w' <- w' - eta' [g + gamma (w' - w)]
 so `StochasticGradientLangevin(step_size=h, beta=beta)` is the Keras
 optimizer's inner step with `langevin_learning_rate = h beta / 2` and
 `noise = beta^(-1/2)`; `from_entropy_sgd` builds the kernel from the latter
-pair. The update itself is `control_opt.local_entropy.langevin_step`, the
+pair. The update itself is `control_opt.formulas.local_entropy.langevin_step`, the
 function the Keras optimizer calls: one implementation of the SGLD step.
 
 Not calibrated: there is no Metropolis correction, so the chain samples
@@ -43,8 +43,8 @@ from typing import Any, NamedTuple
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from control_opt import _tensors
-from control_opt.local_entropy import langevin_noise_scale, langevin_step
+from control_opt._internal import checks, sampling, structures
+from control_opt.formulas.local_entropy import langevin_noise_scale, langevin_step
 
 __all__ = ["StochasticGradientLangevin", "StochasticGradientLangevinResults", "default_step_size"]
 
@@ -119,7 +119,7 @@ class StochasticGradientLangevin(tfp.mcmc.TransitionKernel):
           beta: inverse temperature `> 0`.
           gamma: scope `> 0`.
           batch_fn: optional `batch_fn(seed) -> batch` drawing a minibatch
-            from a stateless seed (see `control_opt.keras_loss.minibatch_fn`).
+            from a stateless seed (see `control_opt.minibatch_fn`).
           momentum: Langevin momentum `m'` in [0, 1) as in Entropy-SGD's inner
             loop (the chain is then no longer plain SGLD).
           nesterov: Nesterov form of that momentum.
@@ -131,20 +131,20 @@ class StochasticGradientLangevin(tfp.mcmc.TransitionKernel):
             pass False.
           name: optional name.
         """
-        _tensors.check_positive("step_size", step_size)
-        _tensors.check_positive("beta", beta)
-        _tensors.check_positive("gamma", gamma)
+        checks.check_positive("step_size", step_size, tensor=True)
+        checks.check_positive("beta", beta, tensor=True)
+        checks.check_positive("gamma", gamma, tensor=True)
         if not 0.0 <= float(momentum) < 1.0:
             raise ValueError(f"`momentum` must be a float in [0, 1), got {momentum!r}.")
-        _tensors.check_batch_fn(batch_fn)
-        anchor = _tensors.as_tensors(anchor, "anchor")
+        checks.check_callable("batch_fn", batch_fn, "batch_fn(seed) -> batch")
+        anchor = structures.as_tensors(anchor, "anchor")
         if validate_args:
-            anchor = _tensors.check_finite(anchor, "anchor")
+            anchor = structures.check_finite(anchor, "anchor")
             probe_batch = () if batch_fn is None else (batch_fn(tf.constant([0, 0], tf.int32)),)
             if anchor_batch_ndims:
-                _tensors.batched_loss(loss_fn, anchor, anchor_batch_ndims, *probe_batch)
+                structures.batched_loss(loss_fn, anchor, anchor_batch_ndims, *probe_batch)
             else:
-                _tensors.evaluate_loss_at(loss_fn, anchor, "loss_fn", "anchor", *probe_batch)
+                structures.evaluate_loss_at(loss_fn, anchor, "loss_fn", "anchor", *probe_batch)
         self._parameters = dict(
             loss_fn=loss_fn,
             anchor=anchor,
@@ -163,8 +163,8 @@ class StochasticGradientLangevin(tfp.mcmc.TransitionKernel):
     @classmethod
     def from_entropy_sgd(cls, loss_fn, anchor, *, langevin_learning_rate, noise, gamma, **kwargs):
         """The kernel of Entropy-SGD's inner loop: `beta = 1/eps^2`, `h = 2 eps^2 eta'`."""
-        _tensors.check_positive("langevin_learning_rate", langevin_learning_rate)
-        _tensors.check_positive("noise", noise)
+        checks.check_positive("langevin_learning_rate", langevin_learning_rate, tensor=True)
+        checks.check_positive("noise", noise, tensor=True)
         return cls(
             loss_fn,
             anchor,
@@ -217,7 +217,7 @@ class StochasticGradientLangevin(tfp.mcmc.TransitionKernel):
         return False
 
     def _batch_ndims(self, state):
-        ndims = _tensors.batch_ndims_of(state, self._event, "current_state", "anchor")
+        ndims = structures.batch_ndims_of(state, self._event, "current_state", "anchor")
         if ndims < self._parameters["anchor_batch_ndims"]:
             raise ValueError("`current_state` must carry the batch axes of `anchor`.")
         return ndims
@@ -227,11 +227,11 @@ class StochasticGradientLangevin(tfp.mcmc.TransitionKernel):
         p = self._parameters
         with tf.name_scope(p["name"] or "stochastic_gradient_langevin"):
             seed = tfp.random.sanitize_seed(seed)
-            batch_seed, noise_seed = tf.unstack(_tensors.split_seed(seed, 2, "sgld_step"))
+            batch_seed, noise_seed = tf.unstack(sampling.split_seed(seed, 2, "sgld_step"))
             args = () if p["batch_fn"] is None else (p["batch_fn"](batch_seed),)
             batch_ndims = self._batch_ndims(current_state)
-            loss, gradient = _tensors.batched_value_and_gradient(p["loss_fn"], current_state, batch_ndims, *args)
-            xi = _tensors.standard_normal_like(current_state, noise_seed, "sgld_noise")
+            loss, gradient = structures.batched_value_and_gradient(p["loss_fn"], current_state, batch_ndims, *args)
+            xi = sampling.standard_normal_like(current_state, noise_seed, "sgld_noise")
             flat_state = tf.nest.flatten(current_state)
             flat_velocity = tf.nest.flatten(previous_kernel_results.velocity) or [None] * len(flat_state)
             new_state, new_velocity = [], []
@@ -270,9 +270,9 @@ class StochasticGradientLangevin(tfp.mcmc.TransitionKernel):
 
     def bootstrap_results(self, init_state):
         """Results before the first step; checks `init_state` (structure, NaN)."""
-        init_state = _tensors.as_tensors(init_state, "init_state")
+        init_state = structures.as_tensors(init_state, "init_state")
         if self._parameters["validate_args"]:
-            init_state = _tensors.check_finite(init_state, "init_state")
+            init_state = structures.check_finite(init_state, "init_state")
         batch_ndims = self._batch_ndims(init_state)
         first = tf.nest.flatten(init_state)[0]
         zeros = tf.nest.map_structure(tf.zeros_like, init_state)

@@ -32,10 +32,10 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from control_opt import _tensors
-from control_opt.local_entropy import local_entropy_control, running_mean
+from control_opt._internal import checks, sampling, structures
+from control_opt.formulas.local_entropy import local_entropy_control, running_mean
 from control_opt.pde.pointwise import proximal_point
-from control_opt.sgld_kernel import StochasticGradientLangevin, default_step_size
+from control_opt.mcmc.sgld_kernel import StochasticGradientLangevin, default_step_size
 
 __all__ = ["Control", "GreedyControl", "LocalEntropyControl", "HopfLaxControl"]
 
@@ -63,14 +63,14 @@ class Control:
 
     def gradient(self, w):
         """`grad f(w)` for every path."""
-        return _tensors.batched_value_and_gradient(self.loss_fn, w, _PATHS_AXIS)[1]
+        return structures.batched_value_and_gradient(self.loss_fn, w, _PATHS_AXIS)[1]
 
     def evaluate(self, w, s, seed):
         """The control `a(w, s)`; `seed` is a shape-[2] int32 tensor or None."""
         raise NotImplementedError
 
     def __call__(self, w, s, *, seed=None):
-        w = _tensors.as_tensors(w, "w")
+        w = structures.as_tensors(w, "w")
         s = tf.convert_to_tensor(s, tf.nest.flatten(w)[0].dtype)
         if seed is not None:
             seed = tfp.random.sanitize_seed(seed)
@@ -91,7 +91,7 @@ class LocalEntropyControl(Control):
     """`a(w, s) = gamma (w - <w'>)`, the gradient of local entropy, estimated by SGLD.
 
     For each path an SGLD chain (`StochasticGradientLangevin`, whose update is
-    `control_opt.local_entropy.langevin_step`) starts at the anchor `w` (the
+    `control_opt.formulas.local_entropy.langevin_step`) starts at the anchor `w` (the
     probe reset of Entropy-SGD), runs `num_burnin_steps + num_steps` steps on
     `p(w'; w) ∝ exp(-beta [f(w') + gamma/2 |w - w'|^2])` and `<w'>` is the
     average of its last `num_steps` states, or with `mean_decay = beta1` the
@@ -123,10 +123,10 @@ class LocalEntropyControl(Control):
         mean_decay=None,
     ):
         super().__init__(loss_fn)
-        _tensors.check_positive("gamma", gamma)
-        _tensors.check_positive("beta", beta)
+        checks.check_positive("gamma", gamma, tensor=True)
+        checks.check_positive("beta", beta, tensor=True)
         if step_size is not None:
-            _tensors.check_positive("step_size", step_size)
+            checks.check_positive("step_size", step_size, tensor=True)
         if not isinstance(num_steps, int) or num_steps < 1:
             raise ValueError(f"`num_steps` must be a positive integer, got {num_steps!r}.")
         if not isinstance(num_burnin_steps, int) or num_burnin_steps < 0:
@@ -138,7 +138,7 @@ class LocalEntropyControl(Control):
         self.step_size = step_size
         self.num_steps = num_steps
         self.num_burnin_steps = num_burnin_steps
-        self.batch_fn = _tensors.check_batch_fn(batch_fn)
+        self.batch_fn = checks.check_callable("batch_fn", batch_fn, "batch_fn(seed) -> batch")
         self.mean_decay = mean_decay
 
     def kernel(self, w, s):
@@ -168,7 +168,7 @@ class LocalEntropyControl(Control):
         decay = self.mean_decay
 
         def body(i, probe, results, mean):
-            probe, results = kernel.one_step(probe, results, seed=_tensors.fold_in(seed, i))
+            probe, results = kernel.one_step(probe, results, seed=sampling.fold_in(seed, i))
             k = tf.cast(i - self.num_burnin_steps + 1, tf.nest.flatten(w)[0].dtype)
             if decay is None:
                 weight = 1.0 / tf.maximum(k, 1.0)  # running average of the post-burn-in states
@@ -216,7 +216,7 @@ class HopfLaxControl(Control):
 
     def __init__(self, loss_fn, *, t, damping=0.5, max_iterations=100, tolerance=1e-6):
         super().__init__(loss_fn)
-        _tensors.check_positive("t", t)
+        checks.check_positive("t", t, tensor=True)
         self.t = t
         self.damping = damping
         self.max_iterations = max_iterations

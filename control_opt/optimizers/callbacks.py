@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import keras
 
-from control_opt.optimizers.anchored import AnchoredOptimizer
+from control_opt.optimizers.anchored import find_anchored_optimizer
 
 __all__ = ["AnchorSwap"]
 
@@ -33,8 +33,7 @@ class AnchorSwap(keras.callbacks.Callback):
     """
 
     def _optimizer(self):
-        optimizer = getattr(self.model, "optimizer", None)
-        return optimizer if isinstance(optimizer, AnchoredOptimizer) else None
+        return find_anchored_optimizer(self.model)
 
     def _swap(self, to_anchor):
         optimizer = self._optimizer()

@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from control_opt import _tensors
+from control_opt._internal import checks, sampling, structures
 
 __all__ = ["SDEResult", "simulate_sde"]
 
@@ -98,7 +98,7 @@ def simulate_sde(
       >>> result.cost_mean, result.cost_stderr
 
     Args:
-      control: `control(w, s, *, seed) -> a` (see `control_opt.controls`);
+      control: `control(w, s, *, seed) -> a` (see `control_opt.sde.controls`);
         `w` and `a` carry a leading paths axis.
       w0: the initial weights, a tensor or nested structure, shared by every
         path (or, with `per_path_w0`, already carrying the paths axis).
@@ -126,9 +126,9 @@ def simulate_sde(
     """
     if not callable(control):
         raise ValueError(f"`control` must be callable as `control(w, s, seed=...)`, got {type(control).__name__}.")
-    _tensors.check_positive("t_final", t_final)
-    _tensors.check_positive("dt", dt)
-    _tensors.check_positive("beta", beta)
+    checks.check_positive("t_final", t_final, tensor=True)
+    checks.check_positive("dt", dt, tensor=True)
+    checks.check_positive("beta", beta, tensor=True)
     if isinstance(num_paths, bool) or not isinstance(num_paths, (int, np.integer)) or num_paths < 1:
         raise ValueError(f"`num_paths` must be a positive integer, got {num_paths!r}.")
     if not isinstance(record_every, (int, np.integer)) or record_every < 1:
@@ -136,7 +136,7 @@ def simulate_sde(
     if seed is None:
         raise ValueError("`seed` must be given (explicit stateless seeds).")
     num_paths = int(num_paths)
-    w0 = _tensors.check_finite(_tensors.as_tensors(w0, "w0"), "w0")
+    w0 = structures.check_finite(structures.as_tensors(w0, "w0"), "w0")
     if per_path_w0:
         for part in tf.nest.flatten(w0):
             if part.shape.rank == 0 or part.shape[0] != num_paths:
@@ -149,7 +149,7 @@ def simulate_sde(
         terminal_cost = getattr(control, "loss_fn", None)
     if terminal_cost is not None:
         one = tf.nest.map_structure(lambda x: x[0], w_start)
-        _tensors.evaluate_loss_at(terminal_cost, one, "terminal_cost", "w0")
+        structures.evaluate_loss_at(terminal_cost, one, "terminal_cost", "w0")
 
     num_steps = _num_steps(t_final, dt)
     step = float(t_final) / num_steps
@@ -173,13 +173,13 @@ def simulate_sde(
     def simulate(w_start, seed):
         def body(n, w, running, arrays):
             noise_seed, control_seed = tf.unstack(
-                _tensors.split_seed(_tensors.fold_in(seed, n), 2, "simulate_sde")
+                sampling.split_seed(sampling.fold_in(seed, n), 2, "simulate_sde")
             )
             s = tf.cast(n, dtype) * step
             a = check_control(control(w, s, seed=control_seed), w)
-            xi = _tensors.standard_normal_like(w, noise_seed, "sde_noise")
+            xi = sampling.standard_normal_like(w, noise_seed, "sde_noise")
             w = tf.nest.map_structure(lambda w_, a_, x_: w_ - a_ * step + noise_scale * x_, w, a, xi)
-            running = running + 0.5 * step * _tensors.squared_norm(a, 1)
+            running = running + 0.5 * step * structures.squared_norm(a, 1)
             if record_paths:
                 slot = tf.searchsorted(tf.constant(recorded), tf.reshape(n + 1, [1]))[0]
                 write = tf.reduce_any(tf.equal(tf.constant(recorded), n + 1))
@@ -203,7 +203,7 @@ def simulate_sde(
             maximum_iterations=num_steps,
         )
         if terminal_cost is not None:
-            terminal = tf.cast(_tensors.batched_loss(terminal_cost, w, 1), dtype)
+            terminal = tf.cast(structures.batched_loss(terminal_cost, w, 1), dtype)
         else:
             terminal = tf.zeros([num_paths], dtype)
         paths = tf.nest.pack_sequence_as(w_start, [ta.stack() for ta in arrays]) if record_paths else None
@@ -227,7 +227,7 @@ def simulate_sde(
                 "check the control, or lower the temperature 1/`beta`."
             )
     else:
-        w = _tensors.check_finite(w, "final_state")
+        w = structures.check_finite(w, "final_state")
         cost = tf.debugging.assert_all_finite(cost, "the simulated control cost contains NaN or Inf")
     times = tf.constant([n * step for n in recorded] if record_paths else [num_steps * step], dtype)
     return SDEResult(

@@ -1,0 +1,9 @@
+"""Update formulas written once, used by the Keras optimizers, the MCMC kernels and the SDE controls.
+
+  local_entropy  the SGLD step on the local Gibbs measure, the running mean, the control, the scoping
+  momentum       (Nesterov) momentum and Adam directions
+"""
+
+from control_opt.formulas import local_entropy, momentum
+
+__all__ = ["local_entropy", "momentum"]
