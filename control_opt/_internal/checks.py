@@ -24,6 +24,9 @@ __all__ = [
 ]
 
 
+_TINY = float(np.finfo(np.float64).tiny)  # the smallest normal float64
+
+
 def _is_schedule(value):
     import keras  # pylint: disable=import-outside-toplevel
 
@@ -36,9 +39,14 @@ def _real(name, value, what):
     return float(value)
 
 
-def check_positive(name, value, *, schedule=False, tensor=False):
+def check_positive(name, value, *, schedule=False, tensor=False, normal=False):
     """A finite number > 0, returned as a float.
 
+    normal: also reject subnormal numbers, below `np.finfo(np.float64).tiny`
+      (about 2.2e-308): they carry fewer significant bits and their reciprocal
+      overflows (`1 / 1e-310 = inf`), so a formula dividing by the argument
+      (`h^2 / (2 t)`, `beta / (2 t)`) would turn into `inf * 0 = NaN`. Applies
+      to numbers only (not to schedules or tensors).
     schedule: also accept a callable or a Keras `LearningRateSchedule` (returned as is).
     tensor: also accept tensors (returned as is): a value known at trace time is
       checked now, a symbolic one gets a run-time assertion (returned instead);
@@ -59,6 +67,9 @@ def check_positive(name, value, *, schedule=False, tensor=False):
     number = _real(name, value, "a finite number > 0")
     if not (np.isfinite(number) and number > 0.0):
         raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}.")
+    if normal and number < _TINY:
+        raise ValueError(f"`{name}` must be a normal float > 0, at least {_TINY!r} (np.finfo(np.float64).tiny) "
+                         f"so that 1/{name} is finite; got the subnormal {value!r}.")
     return number
 
 

@@ -1,4 +1,4 @@
-"""Hamilton-Jacobi PDEs of the smoothed loss (DESIGN.md section 4; Chaudhari,
+"""Hamilton-Jacobi PDEs of the smoothed loss (docs/math.md section 4; Chaudhari,
 Oberman, Osher, Soatto, Carlier, "Deep Relaxation", 2018).
 
 On 1-D and 2-D grids (NumPy, float64):
@@ -8,12 +8,14 @@ On 1-D and 2-D grids (NumPy, float64):
   viscous_hj(values, grid, t, beta) -> ViscousSolution(u, grad)
       viscous `u_t = -1/2 |grad u|^2 + 1/(2 beta) Laplacian u` by Cole-Hopf in
       log space.
+  Both take a time `t` that is a normal float (`grid.check_time`).
 
 Modules: `grid` (validation), `lower_envelope` (Hopf-Lax; not named
 `hopf_lax`, which is the function), `viscous` (Cole-Hopf), `pointwise`.
 
 Point-wise at weights `w` of any structure (TensorFlow):
-  proximal_point(grad_fn, w, t, ...) -> ProximalPointResults
+  proximal_point(grad_fn, w, t, ..., batch_dims=0) -> ProximalPointResults
+      (`batch_dims` leading axes of independent problems, each judged on its own)
   moreau_envelope(loss_fn, grad_fn, w, t, ...) -> MoreauEnvelopeResults
 """
 

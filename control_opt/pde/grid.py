@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_grid", "check_values"]
+from control_opt._internal.checks import check_positive
+
+__all__ = ["capped_ratio", "check_grid", "check_time", "check_values"]
+
+_FLOAT_MAX = float(np.finfo(np.float64).max)
 
 # Relative tolerance on the spacing: `np.linspace` and `np.arange` grids are
 # uniform to rounding (~1e-15 relative), a grid built by hand may be less exact.
@@ -94,3 +98,34 @@ def check_values(values, axes, *, allow_inf):
         raise ValueError("`values` must be finite here (+inf constraints are supported by "
                          "`hopf_lax` only: exp(-beta f) would vanish and the log be -inf).")
     return f
+
+
+def check_time(t):
+    """The time of both grid solvers, as a float: finite, > 0 and normal.
+
+    One rule for `hopf_lax` and `viscous_hj`: `t` must be at least
+    `np.finfo(np.float64).tiny` (about 2.2e-308), so that `1/t` is finite. A
+    subnormal `t` (say 1e-310) is rejected rather than silently turned into
+    `inf * 0 = NaN` by the kernels' curvatures `h^2/(2t)` and `beta/(2t)`.
+    Every normal `t` is accepted: where a curvature still overflows (a tiny
+    `t` on a coarse grid, or a huge `beta`) it is capped by `capped_ratio`,
+    which gives the `t -> 0` limit `u = f` exactly.
+
+    Raises:
+      ValueError: naming `t`, when it is not a finite normal float > 0.
+    """
+    return check_positive("t", t, normal=True)
+
+
+def capped_ratio(numerator, denominator):
+    """`numerator / denominator` for positive floats, capped at the largest
+    finite float64 instead of overflowing to `inf`.
+
+    A curvature `c` multiplies squared distances that are zero on the diagonal;
+    `inf * 0` would be NaN, `c_max * 0` is 0, and `c_max * d^2 = inf` for any
+    `d^2 >= 1` (or a huge value below) which rules that point out exactly as an
+    infinite curvature would.
+    """
+    with np.errstate(over="ignore"):
+        ratio = float(numerator) / float(denominator)
+    return min(ratio, _FLOAT_MAX)

@@ -2,7 +2,7 @@
 
     u_t = -1/2 |grad u|^2,   u(., 0) = f,
 
-has the solution ([1] section 3; DESIGN.md section 4)
+has the solution ([1] section 3; docs/math.md section 4)
 
     u(w, t) = min_y  f(y) + |w - y|^2 / (2 t)        (Moreau envelope of f)
 
@@ -39,8 +39,7 @@ import dataclasses
 
 import numpy as np
 
-from control_opt._internal.checks import check_positive
-from control_opt.pde.grid import check_grid, check_values
+from control_opt.pde.grid import capped_ratio, check_grid, check_time, check_values
 
 __all__ = ["HopfLaxSolution", "hopf_lax", "lower_envelope_transform"]
 
@@ -87,6 +86,14 @@ def lower_envelope_transform(f, c):
     if feasible.size == 0:
         return np.full(n, np.inf), np.full(n, -1, dtype=np.int64)
     fl = f.tolist()
+    with np.errstate(over="ignore"):
+        return _envelope(f, fl, feasible, float(c), n)
+
+
+def _envelope(f, fl, feasible, c, n):
+    """The stack pass and the query of `lower_envelope_transform`. With a huge
+    `c` (up to the largest float) `2c` and `c (p - q)^2` may overflow to `inf`,
+    which is the right limit: `s` is then the midpoint and far parabolas lose."""
     two_c = 2.0 * c
     q0 = int(feasible[0])
     v = [q0]          # roots of the parabolas of the envelope
@@ -142,27 +149,29 @@ def hopf_lax(values, grid, t) -> HopfLaxSolution:
     Args:
       values: `f` on the grid, shape `(n,)` or `(n0, n1)`; `+inf` allowed.
       grid: a 1-D array of equally spaced increasing points, or a tuple of two.
-      t: time, a number > 0.
+      t: time, a normal float > 0 (at least `np.finfo(np.float64).tiny`, so
+        that `1/t` is finite; `grid.check_time`, the same rule as `viscous_hj`).
 
     Returns:
       `HopfLaxSolution(u, prox)`.
 
     Raises:
-      ValueError: a bad `grid`, `t <= 0`, `values` of the wrong shape or with
-        NaN or `-inf`.
+      ValueError: a bad `grid`, `t <= 0` or subnormal, `values` of the wrong
+        shape or with NaN or `-inf`.
     """
     axes = check_grid(grid)
-    t = check_positive("t", t)
+    t = check_time(t)
     f = check_values(values, axes, allow_inf=True)
-    steps = [(a[-1] - a[0]) / (a.size - 1) for a in axes]
+    # c = h^2 / (2t), capped at the largest float (the t -> 0 limit u = f) rather than inf.
+    curvatures = [capped_ratio(((a[-1] - a[0]) / (a.size - 1)) ** 2, 2.0 * t) for a in axes]
     if len(axes) == 1:
-        u, arg = lower_envelope_transform(f, steps[0] ** 2 / (2.0 * t))
+        u, arg = lower_envelope_transform(f, curvatures[0])
         prox = np.where(arg >= 0, axes[0][np.maximum(arg, 0)], np.nan)
         return HopfLaxSolution(u=u, prox=prox)
     # Axis 0 for every column j: g[i, j] = min_k f[k, j] + (x0_i - x0_k)^2/(2t).
-    g, arg0 = _transform_axis0(f, steps[0] ** 2 / (2.0 * t))
+    g, arg0 = _transform_axis0(f, curvatures[0])
     # Axis 1 for every row i: u[i, j] = min_l g[i, l] + (x1_j - x1_l)^2/(2t).
-    u_t, arg1_t = _transform_axis0(np.ascontiguousarray(g.T), steps[1] ** 2 / (2.0 * t))
+    u_t, arg1_t = _transform_axis0(np.ascontiguousarray(g.T), curvatures[1])
     u, arg1 = u_t.T, arg1_t.T
     rows = np.arange(f.shape[0])[:, None]
     ok = arg1 >= 0
@@ -181,7 +190,7 @@ def _brute_force(values, grid, t):
     Returns `(u, prox)`; `prox` is the first minimizer, NaN where `u = +inf`.
     """
     (x,) = check_grid(grid)
-    t = check_positive("t", t)
+    t = check_time(t)
     f = check_values(values, (x,), allow_inf=True)
     u = np.empty_like(f)
     prox = np.empty_like(f)

@@ -7,7 +7,7 @@ with TensorFlow, on a single tensor or on any nested structure of tensors
 (`tf.nest`), eagerly or inside `tf.function` / XLA.
 
 Non-viscous HJ `u_t = -1/2 |grad u|^2`, `u(., 0) = f`, solved by the Hopf-Lax
-formula ([1] section 3; DESIGN.md section 4):
+formula ([1] section 3; docs/math.md section 4):
 
     u(w, t) = min_y  f(y) + |w - y|^2 / (2 t)            (Moreau envelope)
     grad u(w, t) = p*,   p* = grad f(w - t p*),          (Hopf-Lax control)
@@ -59,9 +59,11 @@ class ProximalPointResults(NamedTuple):
       prox: the proximal point `w - t p`, same structure as `w`.
       iterations: int32 scalar tensor, the number of damped updates performed
         (the gradient was evaluated `iterations + 2` times).
-      converged: bool scalar tensor, `residual <= tolerance * (1 + |p|)`.
-      residual: scalar tensor, the fixed-point residual `|grad f(w - t p) - p|`
-        of the returned `p` (global 2-norm over the structure).
+      converged: bool tensor, `residual <= tolerance * (1 + |p|)`; a scalar,
+        or one per batch element (shape `batch_shape`) with `batch_dims > 0`.
+      residual: the fixed-point residual `|grad f(w - t p) - p|` of the
+        returned `p` (2-norm over the structure; over the non-batch axes,
+        one per batch element, with `batch_dims > 0`).
     """
 
     p: Any
@@ -105,12 +107,30 @@ def _check_arguments(t, damping, max_iterations, tolerance):
     checks.check_positive("tolerance", tolerance)
 
 
-def _global_norm(structure):
+def _global_norm(structure, batch_dims=0):
+    """The 2-norm over every part of `structure`, one per batch element: the
+    leading `batch_dims` axes are kept (shape `batch_shape`), all others summed."""
     leaves = tf.nest.flatten(structure)
-    squares = [tf.reduce_sum(tf.square(tf.cast(x, tf.float32 if x.dtype == tf.float16 else x.dtype)))
+    squares = [tf.reduce_sum(tf.square(tf.cast(x, tf.float32 if x.dtype == tf.float16 else x.dtype)),
+                             axis=list(range(batch_dims, len(x.shape))))
                for x in leaves]
     dtype = squares[0].dtype
     return tf.sqrt(tf.add_n([tf.cast(s, dtype) for s in squares]))
+
+
+def _check_batch_dims(w, batch_dims):
+    """`batch_dims` leading axes that every part of `w` has, with one shape."""
+    batch_dims = checks.check_int("batch_dims", batch_dims, minimum=0)
+    shapes = [x.shape for x in tf.nest.flatten(w)]
+    for shape in shapes:
+        if shape.rank is None or shape.rank < batch_dims:
+            raise ValueError(f"`batch_dims`={batch_dims} but a part of `w` has shape {shape}: every part "
+                             f"must have the {batch_dims} leading batch axes.")
+    batch_shapes = {tuple(shape[:batch_dims].as_list()) for shape in shapes}
+    if len(batch_shapes) > 1:
+        raise ValueError(f"the parts of `w` must share their {batch_dims} leading batch axes "
+                         f"(`batch_dims`), got batch shapes {sorted(batch_shapes, key=str)}.")
+    return batch_dims
 
 
 def proximal_probe(w, t, p):
@@ -127,6 +147,7 @@ def proximal_point(
     damping: float = 0.5,
     max_iterations: int = 100,
     tolerance: float = 1e-6,
+    batch_dims: int = 0,
 ) -> ProximalPointResults:
     """Hopf-Lax control `p* = grad f(w - t p*)` and proximal point `w - t p*`.
 
@@ -137,6 +158,21 @@ def proximal_point(
     stopped when `|grad f(w - t p_k) - p_k| <= tolerance (1 + |p_k|)`, after
     `max_iterations` updates, or as soon as the residual is not finite (the
     iteration diverged: `converged` is then False).
+
+    Batches of independent problems (e.g. the SDE paths of `HopfLaxControl`):
+    with `batch_dims = k`, the leading `k` axes of every part of `w` index
+    independent problems `w_b` (every part has the same batch shape), and each
+    one is judged on its own: the norms are taken over the other axes, one per
+    `b`, so `residual` and `converged` have the batch shape, and the iteration
+    goes on while any finite `b` is above its tolerance,
+
+        |grad f(w_b - t p_b) - p_b| <= tolerance (1 + |p_b|)   for every b.
+
+    (One norm over the whole batch would let one bad path pass at about
+    `sqrt(N)` times the tolerance among `N` converged ones.) A `b` whose
+    residual is not finite has diverged: it no longer holds the loop, and its
+    `converged` is False. All `b` are updated together, so `grad_fn` must treat
+    them independently. `t` is one scalar for the whole batch.
 
     Example:
       >>> r = proximal_point(lambda w: 2.0 * w, tf.constant([1.0]), 0.25)
@@ -150,17 +186,24 @@ def proximal_point(
       damping: weight of the previous iterate, in [0, 1); 0 is the plain
         iteration `p <- grad f(w - t p)`.
       max_iterations: the most damped updates to perform.
-      tolerance: relative tolerance on the fixed-point residual.
+      tolerance: relative tolerance on the fixed-point residual (of each
+        batch element when `batch_dims > 0`).
+      batch_dims: the number of leading axes of every part of `w` that index
+        independent problems (0: `w` is one problem).
 
     Returns:
-      A `ProximalPointResults(p, prox, iterations, converged, residual)`.
+      A `ProximalPointResults(p, prox, iterations, converged, residual)`;
+      `converged` and `residual` have the batch shape (scalars when
+      `batch_dims = 0`), `iterations` is a scalar.
 
     Raises:
       ValueError: `t <= 0` (when known statically), `damping` outside [0, 1),
-        negative `max_iterations`, `tolerance <= 0`.
+        negative `max_iterations`, `tolerance <= 0`, negative `batch_dims` or
+        parts of `w` without a common batch shape.
     """
     _check_arguments(t, damping, max_iterations, tolerance)
     w = tf.nest.map_structure(tf.convert_to_tensor, w)
+    batch_dims = _check_batch_dims(w, batch_dims)
     t = tf.convert_to_tensor(t)
 
     def grad_at(x):
@@ -169,7 +212,10 @@ def proximal_point(
         return tf.nest.map_structure(lambda gi, wi: tf.cast(tf.convert_to_tensor(gi), wi.dtype), g, w)
 
     def residual_of(p, g):
-        return _global_norm(tf.nest.map_structure(tf.subtract, g, p))
+        return _global_norm(tf.nest.map_structure(tf.subtract, g, p), batch_dims)
+
+    def met(p, r):
+        return r <= tol * (1.0 + _global_norm(p, batch_dims))
 
     p0 = grad_at(w)
     g0 = grad_at(proximal_probe(w, t, p0))
@@ -178,7 +224,8 @@ def proximal_point(
 
     def not_done(i, p, g, r):
         del i, g
-        return tf.logical_and(tf.math.is_finite(r), r > tol * (1.0 + _global_norm(p)))
+        # Some problem is still finite and above its tolerance (NaN fails `met`).
+        return tf.reduce_any(tf.logical_and(tf.math.is_finite(r), tf.logical_not(met(p, r))))
 
     def body(i, p, g, r):
         del r
@@ -189,8 +236,7 @@ def proximal_point(
     iterations, p, _, residual = tf.while_loop(
         not_done, body, (tf.constant(0, tf.int32), p0, g0, r0),
         maximum_iterations=int(max_iterations))
-    converged = tf.logical_and(tf.math.is_finite(residual),
-                               residual <= tol * (1.0 + _global_norm(p)))
+    converged = tf.logical_and(tf.math.is_finite(residual), met(p, residual))
     return ProximalPointResults(p=p, prox=proximal_probe(w, t, p), iterations=iterations,
                                 converged=converged, residual=residual)
 

@@ -2,7 +2,7 @@
 
     u_t = -1/2 |grad u|^2 + 1/(2 beta) Laplacian u,     u(., 0) = f,
 
-becomes the heat equation for `exp(-beta u)`, hence ([1] section 3; DESIGN.md
+becomes the heat equation for `exp(-beta u)`, hence ([1] section 3; docs/math.md
 section 4)
 
     u(w, t) = -1/beta log( (G_{t/beta} * exp(-beta f))(w) ),
@@ -57,7 +57,7 @@ import dataclasses
 import numpy as np
 
 from control_opt._internal.checks import check_positive
-from control_opt.pde.grid import check_grid, check_values
+from control_opt.pde.grid import capped_ratio, check_grid, check_time, check_values
 
 __all__ = ["ViscousSolution", "viscous_hj"]
 
@@ -135,21 +135,31 @@ def viscous_hj(values, grid, t, beta) -> ViscousSolution:
     Args:
       values: `f` on the grid, shape `(n,)` or `(n0, n1)`, finite.
       grid: a 1-D array of equally spaced increasing points, or a tuple of two.
-      t: time, a number > 0.
+      t: time, a normal float > 0 (at least `np.finfo(np.float64).tiny`, so
+        that `1/t` is finite; `grid.check_time`, the same rule as `hopf_lax`).
       beta: inverse temperature, a number > 0 (viscosity `1/(2 beta)`).
 
     Returns:
       `ViscousSolution(u, grad)`.
 
     Raises:
-      ValueError: a bad `grid`, `t <= 0`, `beta <= 0`, `values` of the wrong
+      ValueError: a bad `grid`, `t <= 0` or subnormal, `beta <= 0`, `values` of the wrong
         shape or not finite.
     """
     axes = check_grid(grid)
-    t = check_positive("t", t)
+    t = check_time(t)
     beta = check_positive("beta", beta)
     f = check_values(values, axes, allow_inf=False)
-    scale = beta / (2.0 * t)
+    # beta / (2t), capped at the largest float rather than inf (`grid.capped_ratio`):
+    # a kernel narrower than the float range allows is the t -> 0 limit u = f, grad = 0.
+    scale = capped_ratio(beta, 2.0 * t)
+    with np.errstate(over="ignore"):
+        return _solve(f, axes, t, beta, scale)
+
+
+def _solve(f, axes, t, beta, scale):
+    """`viscous_hj` after the checks; overflow of `scale (x - y)^2` to inf is the
+    intended limit (that `y` has no weight)."""
     log_norm = -sum(_log_theta(scale * ((a[-1] - a[0]) / (a.size - 1)) ** 2) for a in axes)
     if len(axes) == 1:
         x = axes[0]

@@ -52,7 +52,15 @@ def test_constraint_is_never_chosen():
     f = np.where(np.abs(x) < 0.5, np.inf, -x)   # feasible set |x| >= 0.5
     result = hopf_lax(f, x, 0.2)
     assert np.all(np.abs(result.prox) >= 0.5 - 1e-12)
-    assert np.all(np.isfinite(result.u))
+    # The value: min over the feasible y of -y + (w - y)^2/(2t) is reached at
+    # y = w + t where feasible (w + t >= 0.5 and w + t <= 1), else at an end of
+    # the feasible set: u = -w - t/2 for w in [0.3, 0.8], by the closed form.
+    u, prox = _brute_force(f, x, 0.2)
+    np.testing.assert_allclose(result.u, u, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(objective_at(f, x, result.prox, 0.2), u, rtol=1e-12, atol=1e-12)
+    middle = (x >= 0.3 - 1e-9) & (x <= 0.8 + 1e-9)
+    np.testing.assert_allclose(result.u[middle], -x[middle] - 0.1, atol=1e-12)
+    np.testing.assert_allclose(result.prox[middle], x[middle] + 0.2, atol=1e-12)
 
 
 def brute_force_2d(f, x0, x1, t):

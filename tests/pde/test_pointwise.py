@@ -140,3 +140,61 @@ def test_bad_arguments(kwargs, match):
         proximal_point(lambda v: v, tf.constant([1.0]), **kwargs)
     with pytest.raises(ValueError, match=match):
         moreau_envelope(lambda v: tf.reduce_sum(v), None, tf.constant([1.0]), **kwargs)
+
+
+def test_batch_dims_judges_every_path_on_its_own():
+    # N independent 1-D problems f_b = a_b/2 w^2, undamped: the error of path b
+    # is multiplied by -t a_b per iteration. One slow path (t a = 0.9) among
+    # N - 1 fast ones (t a = 0.1). One norm over the batch would stop it at
+    # about sqrt(N) times the tolerance; judged per path it must go on.
+    n, t, slow = 64, 0.5, 17
+    ta = np.full(n, 0.1)
+    ta[slow] = 0.9
+    a = tf.constant((ta / t)[:, None], tf.float64)
+    w = tf.constant(np.linspace(1.0, 2.0, n)[:, None], tf.float64)
+    exact = (a * w / (1 + t * a)).numpy()
+    tolerance = 1e-8
+    result = proximal_point(lambda v: a * v, w, t, damping=0.0, tolerance=tolerance,
+                            max_iterations=1000, batch_dims=1)
+    assert result.converged.shape == (n,) and result.residual.shape == (n,)
+    assert bool(tf.reduce_all(result.converged))
+    p_norm = np.abs(result.p.numpy()[:, 0])
+    assert np.all(result.residual.numpy() <= tolerance * (1 + p_norm))
+    # The slow path's residual 1.9 |e_k| contracts by 0.9: it needs ~160 updates.
+    assert int(result.iterations) > 150
+    np.testing.assert_allclose(result.p.numpy(), exact, rtol=0, atol=2 * tolerance * (1 + p_norm.max()))
+    # Stopped early, the slow path is reported not converged and the others are.
+    early = proximal_point(lambda v: a * v, w, t, damping=0.0, tolerance=tolerance,
+                           max_iterations=40, batch_dims=1)
+    assert int(early.iterations) == 40
+    expected = np.ones(n, bool)
+    expected[slow] = False
+    np.testing.assert_array_equal(early.converged.numpy(), expected)
+
+
+def test_batch_dims_nested_and_a_diverging_path():
+    # Two batch axes (2, 3) on a nested structure; the problem at [1, 2] has
+    # t a = 5 (undamped: error times -5, diverges), the others t a = 0.5.
+    t = 0.5
+    ta = np.full((2, 3), 0.5)
+    ta[1, 2] = 5.0
+    a = tf.constant(ta / t, tf.float64)
+    w = {"k": tf.ones((2, 3, 4), tf.float64), "b": tf.fill((2, 3), tf.constant(2.0, tf.float64))}
+    grad_fn = lambda v: {"k": a[:, :, None] * v["k"], "b": a * v["b"]}
+    result = proximal_point(grad_fn, w, t, damping=0.0, tolerance=1e-9, max_iterations=500, batch_dims=2)
+    expected = np.ones((2, 3), bool)
+    expected[1, 2] = False
+    np.testing.assert_array_equal(result.converged.numpy(), expected)
+    good = (a / (1 + t * a)).numpy()[expected]
+    np.testing.assert_allclose(result.p["b"].numpy()[expected], 2.0 * good, rtol=1e-8)
+    np.testing.assert_allclose(result.p["k"].numpy()[expected], np.repeat(good[:, None], 4, 1), rtol=1e-8)
+
+
+@pytest.mark.parametrize("w,batch_dims,match", [
+    (tf.constant([1.0]), -1, r"`batch_dims` must be an integer >= 0"),
+    (tf.constant([1.0]), 2, r"`batch_dims`=2 but a part of `w` has shape \(1,\)"),
+    ({"a": tf.ones((2, 3)), "b": tf.ones((3,))}, 1, r"share their 1 leading batch axes"),
+])
+def test_bad_batch_dims(w, batch_dims, match):
+    with pytest.raises(ValueError, match=match):
+        proximal_point(lambda v: v, w, 0.1, batch_dims=batch_dims)

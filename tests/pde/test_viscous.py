@@ -11,7 +11,7 @@ def nonconvex(x):
 
 
 def quadratic_u(a, w, t, beta):
-    """Viscous solution for f = a/2 w^2 (DESIGN.md section 4)."""
+    """Viscous solution for f = a/2 w^2 (docs/math.md section 4)."""
     return a * w**2 / (2 * (1 + a * t)) + np.log(1 + a * t) / (2 * beta)
 
 
@@ -143,3 +143,46 @@ def test_stable_for_large_beta(beta):
     hl = hopf_lax(f, x, 0.4)
     # log(n) / beta bounds the gap between the log-sum-exp and its largest term.
     np.testing.assert_allclose(result.u, hl.u, atol=np.log(201) / beta + 1e-9)
+
+
+def quadrature_u(f, w, t, beta, lo, hi, n=120001):
+    """Independent reference: the continuous Cole-Hopf formula
+    `u = -1/beta log( int G_{t/beta}(w - y) exp(-beta f(y)) dy )`, `G_s` the
+    Gaussian density of variance s, by brute-force quadrature on a fine grid
+    of [lo, hi] (log-sum-exp; the integrand is negligible beyond it)."""
+    y = np.linspace(lo, hi, n)
+    s = t / beta
+    z = -((w[:, None] - y[None, :]) ** 2) / (2 * s) - beta * f(y)[None, :]
+    top = z.max(axis=1, keepdims=True)
+    integral = np.exp(z - top).sum(axis=1) * (y[1] - y[0]) / np.sqrt(2 * np.pi * s)
+    return -(top[:, 0] + np.log(integral)) / beta
+
+
+@pytest.mark.parametrize("f,curvature", [(lambda y: 1.5 * y**2, 3.0), (nonconvex, 4.6)],
+                         ids=["quadratic", "nonconvex"])
+@pytest.mark.parametrize("width", [0.6, 0.7, 0.75, 1.0])
+def test_kernel_width_near_one_grid_step(f, curvature, width):
+    # The kernel width sqrt(t/beta) = width * h puts a = beta h^2/(2t) = 1/(2 width^2)
+    # on either side of the switch between the direct sum of Theta (a >= 1:
+    # widths 0.6, 0.7) and its Poisson dual (widths 0.75, 1). Against the
+    # continuous formula the lattice sum is off by aliasing only, by Poisson
+    # summation at most eps(s) = 2.02 exp(-2 pi^2 s/h^2) relatively, for the
+    # kernel (s = t/beta, Theta) and for the integrand (a Gaussian of variance
+    # s' >= s / (1 + t max f''), the sum): |du| <= (eps(s) + eps(s')) / beta.
+    # Dropping one side of Theta's sum (1 + sum instead of 1 + 2 sum) shifts u
+    # by log((1 + 2S)/(1 + S))/beta with S ~ exp(-a): about 0.1 here.
+    beta = 2.0
+    x = np.linspace(-3.0, 3.0, 61)
+    h = x[1] - x[0]
+    s = (width * h) ** 2
+    t = beta * s
+    bound = sum(2.02 * np.exp(-2 * np.pi**2 * v / h**2) for v in (s, s / (1 + t * curvature))) / beta
+    inside = np.abs(x) < 2.0
+    u = viscous_hj(f(x), x, t, beta).u[inside]
+    reference = quadrature_u(f, x[inside], t, beta, -6.0, 6.0)
+    assert np.abs(u - reference).max() <= bound
+    assert bound < 0.01   # ten times below the one-sided mutation's shift
+    if curvature == 3.0:   # f = a/2 w^2, a = 3: the closed form agrees with the quadrature
+        exact = quadratic_u(3.0, x[inside], t, beta)
+        np.testing.assert_allclose(reference, exact, rtol=0, atol=1e-10)
+        assert np.abs(u - exact).max() <= bound
