@@ -28,7 +28,11 @@ fraction of paths ending in each valley and the control cost
 and written to `workdir/results.json`; the figure `workdir/sde_landscape.png`
 shows the landscapes and their smoothings, sample paths and the end points.
 
-`main()` only parses flags; the work is in `run_experiment(config, workdir)`.
+The landscapes are `experiments.landscapes.VALLEYS`; the chain's step comes from
+Entropy-SGD's parameters through the library's map
+(`StochasticGradientLangevin.from_entropy_sgd`). `main()` only parses flags
+(derived from `LandscapeConfig` by `experiments.config_flags`); the work is in
+`run_experiment(config, workdir)`.
 
 References:
   [1] P. Chaudhari, A. Oberman, S. Osher, S. Soatto, G. Carlier. Deep
@@ -52,11 +56,17 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from control_opt._internal.atomic import atomic_write
-from control_opt.sde.controls import Control, GreedyControl, HopfLaxControl, LocalEntropyControl
+from control_opt.mcmc.sgld_kernel import StochasticGradientLangevin
 from control_opt.pde import hopf_lax, viscous_hj
+from control_opt.sde.controls import Control, GreedyControl, HopfLaxControl, LocalEntropyControl
 from control_opt.sde.simulate import simulate_sde
+from experiments import config_flags, figures
+from experiments.landscapes import VALLEYS, Landscape, classify
 
-__all__ = ["LandscapeConfig", "Landscape", "LANDSCAPES", "run_experiment", "define_flags", "config_from_flags"]
+LANDSCAPES = VALLEYS  # this experiment's landscapes, by dimension
+
+__all__ = ["LandscapeConfig", "Landscape", "LANDSCAPES", "run_experiment", "define_flags", "config_from_flags",
+           "sgld_parameters"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +91,7 @@ class LandscapeConfig:
       extent: initial states uniform in [-extent, extent]^d.
       num_plot_paths: sample paths drawn per control.
       seed: the experiment's seed.
-      dims: which landscapes to run (1, 2 or both).
+      dims: which landscapes to run: 1, 2 or 1,2.
     """
 
     num_paths: int = 1000
@@ -98,7 +108,7 @@ class LandscapeConfig:
     extent: float = 3.0
     num_plot_paths: int = 12
     seed: int = 0
-    dims: tuple = (1, 2)
+    dims: tuple[int, ...] = dataclasses.field(default=(1, 2), metadata=dict(choices=(1, 2)))
 
     def validate(self):
         for name in ("t_final", "dt", "beta", "gamma", "gibbs_beta", "inner_learning_rate", "hopf_lax_t", "extent"):
@@ -116,46 +126,6 @@ class LandscapeConfig:
             raise ValueError(f"`hopf_lax_damping` must be in [0, 1), got {self.hopf_lax_damping!r}.")
         if not self.dims or any(d not in (1, 2) for d in self.dims):
             raise ValueError(f"`dims` must be a non-empty subset of (1, 2), got {self.dims!r}.")
-
-
-def _bump(w, center, widths):
-    """exp(-sum_i (w_i - c_i)^2 / (2 s_i^2)) over the last axis."""
-    z = (w - tf.constant(center, w.dtype)) / tf.constant(widths, w.dtype)
-    return tf.exp(-0.5 * tf.reduce_sum(z**2, axis=-1))
-
-
-@dataclasses.dataclass(frozen=True)
-class Landscape:
-    """`f(w) = c |w|^2 + 1 - depth_n bump_narrow(w) - depth_w bump_wide(w)`.
-
-    `loss` acts on the last axis (a point of dimension `dim`), so the same
-    formula serves the SDE (one point) and the plotting grids (many).
-    """
-
-    name: str
-    dim: int
-    narrow_center: tuple
-    narrow_widths: tuple
-    narrow_depth: float
-    wide_center: tuple
-    wide_widths: tuple
-    wide_depth: float
-    confinement: float = 0.05
-
-    def loss(self, w):
-        w = tf.convert_to_tensor(w)
-        return (self.confinement * tf.reduce_sum(w**2, axis=-1) + 1.0
-                - self.narrow_depth * _bump(w, self.narrow_center, self.narrow_widths)
-                - self.wide_depth * _bump(w, self.wide_center, self.wide_widths))
-
-    def valleys(self):
-        return {"narrow": self.narrow_center, "wide": self.wide_center}
-
-
-LANDSCAPES = {
-    1: Landscape("1d", 1, (-1.0,), (0.15,), 1.0, (1.4,), (0.8,), 0.8),
-    2: Landscape("2d", 2, (-1.2, 1.0), (0.15, 0.15), 1.0, (1.0, -0.8), (0.8, 0.6), 0.8),
-}
 
 
 class GridControl(Control):
@@ -176,12 +146,7 @@ class GridControl(Control):
 def _grid(landscape, config, num_points):
     half = 2.0 * config.extent
     x = np.linspace(-half, half, num_points)
-    if landscape.dim == 1:
-        values = landscape.loss(tf.constant(x[:, None])).numpy()
-        return x, x, values
-    w0, w1 = np.meshgrid(x, x, indexing="ij")
-    values = landscape.loss(tf.constant(np.stack([w0, w1], -1))).numpy()
-    return (x, x), x, values
+    return (x if landscape.dim == 1 else (x, x)), x, landscape.on_grid(x)
 
 
 def _smoothed(landscape, config):
@@ -197,37 +162,28 @@ def _argmin(axis, values, dim):
     return [float(axis[i]) for i in index][:dim]
 
 
-@tf.function(autograph=False, reduce_retracing=True)
-def _gradient_flow(loss_fn_batched, w, learning_rate, num_steps):
-    def body(i, w):
-        with tf.GradientTape() as tape:
-            tape.watch(w)
-            total = tf.reduce_sum(loss_fn_batched(w))
-        return i + 1, w - learning_rate * tape.gradient(total, w)
+def sgld_parameters(config: LandscapeConfig, landscape: Landscape):
+    """(step h, inverse temperature beta) of the local-entropy chain, via Entropy-SGD's parameters.
 
-    return tf.while_loop(lambda i, w: i < num_steps, body, (tf.constant(0), w))[1]
-
-
-def classify(landscape, points):
-    """The valley ("narrow", "wide" or "other") whose basin of attraction under gradient flow holds each point."""
-    # Step 0.02 is stable for the narrow well (curvature ~44); 2000 steps reach either minimum.
-    ends = _gradient_flow(landscape.loss, tf.constant(points, tf.float32), 0.02, 2000).numpy()
-    labels = np.full(len(points), "other", dtype=object)
-    minima = {}
-    for name, center in landscape.valleys().items():
-        # The minimum near each bump's centre, found by the same flow.
-        minima[name] = _gradient_flow(landscape.loss, tf.constant([center], tf.float32), 0.02, 2000).numpy()[0]
-    for name, minimum in minima.items():
-        labels[np.linalg.norm(ends - minimum, axis=-1) < 0.1] = name
-    return labels, minima
+    The chain is Entropy-SGD's inner loop with Langevin learning rate
+    eta' = `inner_learning_rate` and thermal noise eps = gibbs_beta^(-1/2); the
+    map (eta', eps) -> (h, beta) is the library's
+    (`StochasticGradientLangevin.from_entropy_sgd`: beta = 1/eps^2, h = 2 eps^2 eta'),
+    read off a kernel built (without evaluating the loss) for that purpose.
+    """
+    kernel = StochasticGradientLangevin.from_entropy_sgd(
+        landscape.loss, tf.zeros([landscape.dim]), langevin_learning_rate=config.inner_learning_rate,
+        noise=config.gibbs_beta ** -0.5, gamma=config.gamma, validate_args=False)
+    return float(kernel.step_size), float(kernel.beta)
 
 
 def _controls(landscape, config, smoothed):
     loss = lambda w: landscape.loss(w)
+    step_size, beta = sgld_parameters(config, landscape)
     controls = {
         "greedy": GreedyControl(loss),
         "local entropy (SGLD)": LocalEntropyControl(
-            loss, gamma=config.gamma, beta=config.gibbs_beta, step_size=2.0 * config.inner_learning_rate / config.gibbs_beta,
+            loss, gamma=config.gamma, beta=beta, step_size=step_size,
             num_steps=config.inner_steps, num_burnin_steps=config.inner_steps // 2),
         "Hopf-Lax": HopfLaxControl(loss, t=config.hopf_lax_t, damping=config.hopf_lax_damping,
                                    max_iterations=config.hopf_lax_max_iterations, tolerance=1e-5),
@@ -261,6 +217,7 @@ def _run_landscape(landscape, config):
     runs = {}
     record_every = max(1, round(config.t_final / config.dt) // 100)
     for i, (name, control) in enumerate(_controls(landscape, config, smoothed).items()):
+        print(f"landscape {landscape.name}: {name}, {config.num_paths} paths ...", flush=True)
         start = time.perf_counter()
         result = simulate_sde(control, w0, t_final=config.t_final, dt=config.dt, beta=config.beta,
                               num_paths=config.num_paths, seed=[config.seed, 100 * landscape.dim + i],
@@ -306,11 +263,7 @@ COLORS = {"greedy": "tab:red", "local entropy (SGLD)": "tab:blue", "local entrop
 
 
 def _figure(config, outcomes):
-    import matplotlib  # pylint: disable=g-import-not-at-top
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
+    plt = figures.pyplot()
     rows = len(outcomes)
     fig, axes = plt.subplots(rows, 5, figsize=(24, 4.6 * rows), squeeze=False)
     for row, (landscape, (summary, smoothed, runs)) in zip(axes, outcomes.items()):
@@ -346,17 +299,11 @@ def _figure(config, outcomes):
         else:
             crop = np.ix_(shown, shown)
             x = axis[shown]
-            levels = np.linspace(smoothed["f"][crop].min(), np.percentile(smoothed["f"][crop], 95), 20)
+            levels = figures.contour_levels(smoothed["f"][crop], 20)
             panels = [("f", smoothed["f"]), (f"local entropy u (t={1 / config.gamma:g})", smoothed["viscous"].u),
                       (f"Hopf-Lax u (t={config.hopf_lax_t:g})", smoothed["hopf_lax"])]
             for ax, (title, values) in zip(row[:3], panels):
-                values = values[crop]
-                ax.contourf(x, x, values.T, levels=np.linspace(values.min(), np.percentile(values, 95), 20),
-                            cmap="viridis", extend="both")
-                i, j = np.unravel_index(np.argmin(values), values.shape)
-                ax.plot(x[i], x[j], "*", color="red", markersize=12, markeredgecolor="white")
-                ax.set_title(f"2-D: {title} (star: minimizer)")
-                ax.set_aspect("equal")
+                figures.contour_with_minimizer(ax, x, values[crop], title=f"2-D: {title} (star: minimizer)")
             ax = row[0]
             for name, (result, _) in runs.items():
                 paths = result.paths.numpy()[:, : max(1, config.num_plot_paths // 3)]
@@ -386,7 +333,7 @@ def _figure(config, outcomes):
     fig.suptitle(f"dw = -a(w,s) ds + sqrt(2/beta) dB, beta={config.beta:g}, T={config.t_final:g}, dt={config.dt:g}, "
                  f"{config.num_paths} paths from uniform starts", fontsize=12)
     fig.tight_layout()
-    return fig, plt
+    return fig
 
 
 def run_experiment(config: LandscapeConfig, workdir: str) -> dict:
@@ -410,39 +357,22 @@ def run_experiment(config: LandscapeConfig, workdir: str) -> dict:
         results["landscapes"][landscape.name] = summary
     json_path = os.path.join(workdir, "results.json")
     atomic_write(json_path, lambda f: json.dump(results, f, indent=2))
-    fig, plt = _figure(config, outcomes)
-    png_path = os.path.join(workdir, "sde_landscape.png")
-    try:
-        atomic_write(png_path, lambda f: fig.savefig(f, format="png", dpi=90), mode="wb")
-    finally:
-        plt.close(fig)
+    png_path = figures.save_png(_figure(config, outcomes), os.path.join(workdir, "sde_landscape.png"), dpi=90)
     return dict(results, table=_table(results), files=[json_path, png_path])
 
 
-def define_flags(flag_values=flags.FLAGS):
-    """Defines this entry point's flags on `flag_values` (only when run as `__main__`, or by a test)."""
-    d = LandscapeConfig()
+def define_flags(flag_values=flags.FLAGS) -> list[str]:
+    """Defines --workdir and one flag per `LandscapeConfig` field (help from its docstring) on `flag_values`.
+
+    Called only when the module runs as `__main__` (or by a test on its own `FlagValues`).
+    """
     flags.DEFINE_string("workdir", "./runs/sde_landscape", "Where results.json and the PNG go.",
                         flag_values=flag_values)
-    for field in dataclasses.fields(LandscapeConfig):
-        default = getattr(d, field.name)
-        help_text = f"See LandscapeConfig.{field.name}."
-        if field.name == "dims":
-            flags.DEFINE_list("dims", [str(v) for v in default], "Landscapes to run: 1, 2 or 1,2.",
-                              flag_values=flag_values)
-        elif isinstance(default, int):
-            flags.DEFINE_integer(field.name, default, help_text, flag_values=flag_values)
-        else:
-            flags.DEFINE_float(field.name, default, help_text, flag_values=flag_values)
+    return ["workdir", *config_flags.define_config_flags(LandscapeConfig, flag_values)]
 
 
 def config_from_flags(flag_values=flags.FLAGS) -> LandscapeConfig:
-    values = {f.name: flag_values[f.name].value for f in dataclasses.fields(LandscapeConfig)}
-    try:
-        values["dims"] = tuple(int(v) for v in values["dims"])
-    except ValueError as error:
-        raise ValueError(f"`dims` must be a comma list of 1 and/or 2: {error}") from error
-    return LandscapeConfig(**values)
+    return config_flags.config_from_flags(LandscapeConfig, flag_values)
 
 
 FLAGS = flags.FLAGS

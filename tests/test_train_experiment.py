@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 
 from control_opt import datasets
+from control_opt.optimizers import find_anchored_optimizer
 from experiments import train
+from experiments.training import data as training_data
+from experiments.training import schedules
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -105,14 +108,15 @@ def test_lr_schedule_counts_effective_epochs_in_gradient_evaluations():
     assert train.parse_lr_schedule("") == [] and train.parse_lr_schedule(None) == []
     config = train.resolve_config(tiny(learning_rate=1.0, lr_schedule="1:0.5,2.5:0.1"))
     assert config.lr_schedule == "1:0.5,2.5:0.1"
-    schedule = train._learning_rate(config, steps_per_epoch=10)
+    schedule = schedules.learning_rate_schedule(config.learning_rate, config.lr_schedule, steps_per_epoch=10)
     assert isinstance(schedule, keras.optimizers.schedules.PiecewiseConstantDecay)
     expected = {0: 1.0, 9: 1.0, 10: 0.5, 24: 0.5, 25: 0.1, 1000: 0.1}
     for step, lr in expected.items():
         assert float(schedule(step)) == pytest.approx(lr)
-        assert train.learning_rate_at(config, step, 10) == pytest.approx(lr)
-    from_start = train.resolve_config(tiny(learning_rate=1.0, lr_schedule="0:0.3"))
-    assert train._learning_rate(from_start, 10) == 0.3
+        assert train.learning_rate_at(schedule, step) == lr  # read from the schedule, float32 shortest decimal
+    assert schedules.learning_rate_schedule(1.0, "0:0.3", 10) == 0.3
+    assert schedules.learning_rate_schedule(1.0, "", 10) == 1.0
+    assert train.learning_rate_at(0.3, 123) == 0.3
 
 
 # ------------------------------------------------------------------ data order
@@ -126,7 +130,7 @@ def test_data_order_depends_on_seed_and_epoch_only():
     assert not np.array_equal(a, train.epoch_permutation(1, 3, 100))
     x = np.arange(10, dtype=np.float32)[:, None]
     y = np.arange(10)
-    batches = list(train._train_batches(x, y, seed=5, batch_size=3, initial_epoch=1, epochs=3))
+    batches = list(training_data.train_batches(x, y, seed=5, batch_size=3, initial_epoch=1, epochs=3))
     assert len(batches) == 6  # 3 full batches per epoch, the remainder dropped per epoch
     for epoch, chunk in ((1, batches[:3]), (2, batches[3:])):
         order = np.concatenate([np.asarray(by) for _, by in chunk])
@@ -264,7 +268,8 @@ def test_anchored_resume_mid_inner_loop_continues_the_same_trajectory(optimizer,
     resumed = str(tmp_path / "resumed")
     train.train_and_evaluate(tiny(**{**config, "epochs": 1}), resumed)
     checkpoint = keras.models.load_model(os.path.join(resumed, "checkpoint.keras"))
-    assert int(checkpoint.optimizer.inner_step) == 2 and checkpoint.optimizer.anchor_in_model
+    anchored = find_anchored_optimizer(checkpoint)
+    assert int(anchored.inner_step) == 2 and bool(anchored.anchor_in_model)
     train.train_and_evaluate(tiny(**config), resumed)
     a = keras.models.load_model(os.path.join(straight, "checkpoint.keras"))
     b = keras.models.load_model(os.path.join(resumed, "checkpoint.keras"))
@@ -279,7 +284,7 @@ def test_metrics_and_summary_are_measured_at_the_anchor(tmp_path):
     workdir = str(tmp_path / "anchor")
     summary = train.train_and_evaluate(tiny(optimizer="entropy_sgd", epochs=1, langevin_steps=3), workdir)
     model = keras.models.load_model(os.path.join(workdir, "checkpoint.keras"))
-    assert model.optimizer.anchor_in_model  # the checkpoint holds the anchor in the model
+    assert bool(find_anchored_optimizer(model).anchor_in_model)  # the checkpoint holds the anchor in the model
     data = datasets.load("mnist1d")
     _, accuracy = model.evaluate(data.x_test[:200], data.y_test[:200], verbose=0)
     assert abs(accuracy - summary["final_test_accuracy"]) < 1e-6

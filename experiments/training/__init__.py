@@ -1,0 +1,31 @@
+"""The default experiment's runner as a library, one concept per module.
+
+  config.py     TrainConfig (each field's help is its flag's help), validation, defaults
+  schedules.py  the "EPOCH:VALUE" learning-rate drops, parsed once into a Keras schedule
+  registry.py   optimizers (with the experiment's defaults) and tf.distribute strategies by name;
+                models and data sets come from control_opt.models / control_opt.datasets
+  data.py       epoch permutation and batching, a function of (seed, epoch)
+  rundir.py     the workdir's files, resume checks, atomic writes
+  callbacks.py  the per-epoch recorder and its TensorBoard writer
+  run.py        train_and_evaluate(config, workdir)
+
+Importing any of these defines no command-line flags; `experiments.train` does,
+when run as a program.
+"""
+
+from experiments.training.config import (HYPERPARAMETERS, RESUMABLE_CHANGES, TrainConfig, config_from_dict,
+                                         default_config, default_workdir, resolve_config)
+from experiments.training.data import epoch_permutation, train_batches
+from experiments.training.registry import (OPTIMIZERS, STRATEGIES, OptimizerSpec, register_optimizer,
+                                           register_strategy)
+from experiments.training.rundir import METRICS_COLUMNS, ConfigMismatchError, RunDir
+from experiments.training.run import TrainingDiverged, train_and_evaluate
+from experiments.training.schedules import learning_rate_at, learning_rate_schedule, parse_lr_schedule
+
+__all__ = [
+    "TrainConfig", "default_config", "config_from_dict", "resolve_config", "default_workdir",
+    "train_and_evaluate", "parse_lr_schedule", "learning_rate_schedule", "learning_rate_at",
+    "epoch_permutation", "train_batches", "register_optimizer", "register_strategy", "OPTIMIZERS",
+    "STRATEGIES", "OptimizerSpec", "HYPERPARAMETERS", "RESUMABLE_CHANGES", "ConfigMismatchError",
+    "TrainingDiverged", "METRICS_COLUMNS", "RunDir",
+]

@@ -1,0 +1,200 @@
+"""Callbacks of the runner: the per-epoch recorder and its TensorBoard writer.
+
+TensorBoard. `keras.callbacks.TensorBoard` calls `tf.summary.scalar`, which
+lives in the `tensorboard` package; TF 2.21 no longer installs it, and this
+project does not need it to *write* logs: `tf.summary.write` with the "scalars"
+plugin metadata (core TF) puts the same event on disk, readable by any
+TensorBoard the user installs to *view* them. Writing the events ourselves also
+lets a resumed run cut them back to the checkpoint (`truncate_events`), which
+Keras' callback cannot do: without that, the epochs between the last
+checkpoint and an interruption would appear twice.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from control_opt._internal.atomic import atomic_path
+from control_opt.optimizers import find_anchored_optimizer
+from experiments.training.rundir import RunDir
+from experiments.training.schedules import learning_rate_at
+
+__all__ = ["TensorBoardScalars", "truncate_events", "read_scalar_events", "Recorder", "SPLITS"]
+
+SPLITS = ("train", "validation")
+
+
+class TensorBoardScalars:
+    """Per-epoch scalars in TensorBoard's event format, one writer per split (train/, validation/)."""
+
+    def __init__(self, logdir: str):
+        from tensorflow.core.framework import summary_pb2  # pylint: disable=import-outside-toplevel
+
+        self._metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+        self._writers = {split: tf.summary.create_file_writer(os.path.join(logdir, split)) for split in SPLITS}
+
+    def write(self, split: str, step: int, scalars) -> None:
+        with self._writers[split].as_default():
+            for tag, value in scalars.items():
+                tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=self._metadata)
+        self._writers[split].flush()
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+
+
+def _event_files(logdir):
+    return sorted(glob.glob(os.path.join(logdir, "*", "events.out.tfevents.*")))
+
+
+def _read_events(path):
+    """The Event protos of one file; a torn last record (killed mid-write) ends the file."""
+    events = []
+    try:
+        for event in tf.compat.v1.train.summary_iterator(path):
+            events.append(event)
+    except tf.errors.DataLossError:
+        pass
+    return events
+
+
+def truncate_events(logdir: str, last_step: int) -> int:
+    """Drops every summary with step > `last_step` from the event files under `logdir`/<split>/.
+
+    Called on resume with the checkpoint's epoch: epochs written after it (the
+    run was interrupted between the TensorBoard write and the checkpoint) are
+    recomputed and written again, so their old points must go. Each file is
+    rewritten atomically and only if it changes; the operation is idempotent, so
+    an interruption here is repaired by the next resume.
+
+    Returns:
+      The number of summaries dropped.
+    """
+    dropped = 0
+    for path in _event_files(logdir):
+        events = _read_events(path)
+        kept = [e for e in events if not (e.HasField("summary") and e.step > last_step)]
+        if len(kept) == len(events) and os.path.getsize(path) == sum(_record_size(e) for e in events):
+            continue
+        dropped += len(events) - len(kept)
+        with atomic_path(path) as tmp:
+            with tf.io.TFRecordWriter(tmp) as writer:
+                for event in kept:
+                    writer.write(event.SerializeToString())
+    return dropped
+
+
+def _record_size(event):
+    # A TFRecord is length (8) + its CRC (4) + data + data CRC (4).
+    return 16 + event.ByteSize()
+
+
+def read_scalar_events(logdir: str) -> dict[str, list[tuple[str, int, float]]]:
+    """{split: [(tag, step, value), ...]} of every scalar under `logdir`, in file order (tests, inspection)."""
+    out = {}
+    for path in _event_files(logdir):
+        split = os.path.basename(os.path.dirname(path))
+        for event in _read_events(path):
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
+                out.setdefault(split, []).append((value.tag, int(event.step), number))
+    return out
+
+
+class Recorder(keras.callbacks.Callback):
+    """Stops on a NaN/inf loss and, after each good epoch, writes metrics, TensorBoard and checkpoint.
+
+    Runs after `control_opt.AnchorSwap` in the callback list, so at
+    `on_epoch_end` the model holds the anchor (checked: the checkpoint and the
+    test metrics must be the anchor's). Order of writes: metrics.csv,
+    tensorboard, checkpoint.keras, checkpoint.json; on resume, metric rows and
+    TensorBoard points past the checkpoint are dropped (`run.py`).
+
+    Args:
+      rundir: the workdir's files.
+      schedule: the outer learning rate object the optimizer uses (float or Keras
+        schedule); the logged rate is read from it.
+      steps_per_epoch: gradient evaluations per effective epoch.
+      rows: the metric rows kept from before (resume), extended in place.
+      wall_time_before: wall time of those epochs, seconds.
+    """
+
+    def __init__(self, *, rundir: RunDir, schedule, steps_per_epoch: int, rows, wall_time_before: float):
+        super().__init__()
+        self.rundir, self.schedule, self.steps_per_epoch = rundir, schedule, steps_per_epoch
+        self.rows = rows
+        self.wall_time_before = wall_time_before
+        self.diverged_epoch = None  # 0-based Keras epoch in which the loss became non-finite
+        self.epoch_timings = []  # (seconds spent in training steps, steps) per epoch of this process
+        self._tensorboard = None
+
+    def on_train_begin(self, logs=None):
+        self._t_start = time.perf_counter()
+        self._tensorboard = TensorBoardScalars(self.rundir.tensorboard)
+
+    def on_train_end(self, logs=None):
+        self.close()
+
+    def close(self):
+        """Closes the TensorBoard writers (also after an exception, which skips on_train_end)."""
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t_epoch, self._t_steps_done = time.perf_counter(), None
+
+    def on_test_begin(self, logs=None):
+        if self._t_steps_done is None:
+            self._t_steps_done = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(np.asarray(loss)).all():
+            self.diverged_epoch = int(self.model.optimizer.iterations.numpy() - 1) // self.steps_per_epoch
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        now = time.perf_counter()
+        keys = ("loss", "accuracy", "val_loss", "val_accuracy")
+        if self.diverged_epoch is not None or not all(np.isfinite(float(logs.get(k, np.nan))) for k in keys):
+            self.diverged_epoch = epoch if self.diverged_epoch is None else self.diverged_epoch
+            self.model.stop_training = True
+            return  # nothing of this epoch is written: the previous checkpoint stays
+        anchored = find_anchored_optimizer(self.model)
+        if anchored is not None and not bool(anchored.anchor_in_model):
+            raise RuntimeError("the model holds the probe at the end of an epoch: AnchorSwap must come "
+                               "before the Recorder in the callback list")
+        self.epoch_timings.append(((self._t_steps_done or now) - self._t_epoch, self.steps_per_epoch))
+        steps = (epoch + 1) * self.steps_per_epoch
+        row = dict(epoch=epoch + 1, gradient_evaluations=steps,
+                   wall_time_s=round(self.wall_time_before + now - self._t_start, 3),
+                   learning_rate=learning_rate_at(self.schedule, steps - 1),
+                   train_loss=float(logs["loss"]), train_accuracy=float(logs["accuracy"]),
+                   test_loss=float(logs["val_loss"]), test_accuracy=float(logs["val_accuracy"]))
+        self.rows.append(row)
+        self.rundir.write_metrics(self.rows)
+        self._tensorboard.write("train", epoch + 1, {"epoch_loss": row["train_loss"],
+                                                     "epoch_accuracy": row["train_accuracy"],
+                                                     "epoch_learning_rate": row["learning_rate"]})
+        self._tensorboard.write("validation", epoch + 1, {"epoch_loss": row["test_loss"],
+                                                          "epoch_accuracy": row["test_accuracy"]})
+        self.rundir.save_checkpoint(self.model, epoch=epoch + 1, gradient_evaluations=steps,
+                                    wall_time_s=row["wall_time_s"])
+
+    def ms_per_gradient_evaluation(self):
+        """Time in training steps per gradient evaluation, this process; the first
+        epoch (tracing, compilation) is left out when there are others."""
+        timings = self.epoch_timings[1:] if len(self.epoch_timings) > 1 else self.epoch_timings
+        if not timings:
+            return None
+        return 1000.0 * sum(t for t, _ in timings) / sum(s for _, s in timings)

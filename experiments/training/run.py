@@ -1,0 +1,219 @@
+"""`train_and_evaluate(config, workdir)`: the default experiment's runner as a library call.
+
+Counting. One Keras training step is one minibatch gradient evaluation for every
+optimizer (Entropy-SGD's inner Langevin steps are successive Keras steps; DESIGN.md
+section 1), so an *effective epoch* is one pass over the training set,
+`steps_per_epoch = n_train // batch_size` gradient evaluations, whatever
+`langevin_steps` is. `epochs` and the epochs of `lr_schedule` count effective
+epochs, as the papers do.
+
+Anchor and probe. With Entropy-SGD/Entropy-Adam the model's variables hold the
+probe w' during an epoch and the optimizer holds the anchor w, the weights to
+report. `control_opt.AnchorSwap` comes first in the callback list, so
+validation (the test set), the per-epoch metrics and the checkpoint all see the
+anchor, and after `fit` the model holds the anchor. The *train* loss/accuracy are
+Keras's running averages over the epoch's minibatches, i.e. measured at the probe
+for those optimizers (at the current weights for SGD/Adam).
+
+Resuming. Calling again with the same workdir continues from checkpoint.keras
+(the optimizer state, including the position in the inner loop, is in it); the
+data order is a function of (seed, epoch) only, so an interrupted and resumed
+run equals the same run done straight. Metric rows and TensorBoard points past
+the checkpoint are dropped first. A workdir holding a run with another config
+is refused (`rundir.py`); `epochs` may grow to extend a finished run. A finished
+run just reports its summary.
+
+Reproducibility. `keras.utils.set_random_seed(seed)` and TensorFlow's op
+determinism (switched on for the run only) make a fixed seed reproduce a run bit
+for bit on the same machine and build, whatever `steps_per_execution` is (it is
+rounded down to a divisor of the steps per epoch so that executions never
+straddle epochs). Keras turns XLA off under op determinism, so `jit_compile`
+runs go without it: faster steps, no bit-for-bit guarantee.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+import tensorflow as tf
+
+from control_opt import datasets, models
+from control_opt.optimizers.callbacks import AnchorSwap
+from experiments import figures
+from experiments.training import registry
+from experiments.training.callbacks import Recorder, truncate_events
+from experiments.training.config import TrainConfig, default_workdir, resolve_config
+from experiments.training.data import train_batches
+from experiments.training.rundir import RunDir
+from experiments.training.schedules import learning_rate_at, learning_rate_schedule
+
+__all__ = ["train_and_evaluate", "TrainingDiverged", "effective_steps_per_execution"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint was kept."""
+
+
+def effective_steps_per_execution(requested: int, steps_per_epoch: int) -> int:
+    """The largest divisor of steps_per_epoch not above `requested`.
+
+    Keras runs `steps_per_execution` steps per call whatever the epoch boundary, so
+    a value that does not divide the epoch would shift every later epoch's data.
+    """
+    return max(d for d in range(1, min(requested, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
+
+
+@contextlib.contextmanager
+def _op_determinism(enabled):
+    """TF op determinism on for the run when `enabled`; the process's setting is restored after.
+
+    Left on, it would silently turn XLA off for later jit_compile work in the same
+    process (Keras checks it). TF has no public getter or switch-off, hence the
+    private module, used only if present.
+    """
+    from tensorflow.python.framework import config as tf_config  # pylint: disable=import-outside-toplevel
+
+    restore = (enabled and hasattr(tf_config, "is_op_determinism_enabled")
+               and hasattr(tf_config, "disable_op_determinism") and not tf_config.is_op_determinism_enabled())
+    if enabled:
+        tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if restore:
+            tf_config.disable_op_determinism()
+
+
+def _summary(config, rows, *, steps_per_epoch, steps_per_execution, jit_compile, ms_per_gradient_evaluation):
+    last = rows[-1]
+    return dict(
+        optimizer=config.optimizer, model=config.model, dataset=config.dataset,
+        epochs=last["epoch"], gradient_evaluations=last["gradient_evaluations"],
+        steps_per_epoch=steps_per_epoch, batch_size=config.batch_size,
+        final_test_accuracy=last["test_accuracy"], final_test_loss=last["test_loss"],
+        final_train_accuracy=last["train_accuracy"], final_train_loss=last["train_loss"],
+        best_test_accuracy=max(r["test_accuracy"] for r in rows),
+        wall_time_s=last["wall_time_s"], ms_per_gradient_evaluation=ms_per_gradient_evaluation,
+        jit_compile=jit_compile, steps_per_execution=steps_per_execution,
+    )
+
+
+def _report(summary):
+    ms = summary.get("ms_per_gradient_evaluation")
+    ms_text = f", {ms:.2f} ms per gradient evaluation" if ms is not None else ""
+    print(f"final test accuracy (anchor): {summary['final_test_accuracy']:.4f}  "
+          f"(test loss {summary['final_test_loss']:.4f}, train accuracy {summary['final_train_accuracy']:.4f}; "
+          f"{summary['gradient_evaluations']} gradient evaluations, {summary['wall_time_s']:.1f} s{ms_text})",
+          flush=True)
+
+
+def train_and_evaluate(config, workdir: str | None = None) -> dict:
+    """Trains, evaluates at the anchor every effective epoch, and writes the workdir.
+
+    Args:
+      config: a `TrainConfig`, or a dict of overrides of `default_config()`.
+      workdir: where files go (`rundir.py`); None means `default_workdir(config)`.
+        An existing run there is resumed.
+
+    Returns:
+      The summary dict also written to summary.json.
+
+    Raises:
+      ValueError: bad config (see `resolve_config`).
+      ConfigMismatchError: the workdir holds a run with another config.
+      TrainingDiverged: the loss became NaN/inf; the last good checkpoint is kept.
+    """
+    config = resolve_config(config)
+    rundir = RunDir(default_workdir(config) if workdir is None else workdir)
+    rundir.check_config(config)  # refuse a foreign run before touching anything
+
+    data = datasets.load(config.dataset, seed=None)
+    n_train = len(data.x_train[:config.max_train_examples])
+    steps_per_epoch = n_train // config.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch_size {config.batch_size} exceeds the {n_train} training examples")
+    steps_per_execution = effective_steps_per_execution(config.steps_per_execution, steps_per_epoch)
+
+    keras.utils.set_random_seed(config.seed)
+    # Bit-for-bit reproducible runs. Keras refuses XLA under op determinism (not
+    # every op has a deterministic XLA kernel), so jit_compile runs go without it.
+    with _op_determinism(not config.jit_compile):
+        with registry.STRATEGIES[config.strategy]().scope():
+            return _train(config, rundir, data, steps_per_epoch, steps_per_execution)
+
+
+def _train(config: TrainConfig, rundir: RunDir, data, steps_per_epoch: int, steps_per_execution: int):
+    """train_and_evaluate after validation: resume or start, fit, write the summary."""
+    x_train, y_train = data.x_train[:config.max_train_examples], data.y_train[:config.max_train_examples]
+    x_test, y_test = data.x_test[:config.max_test_examples], data.y_test[:config.max_test_examples]
+    schedule = learning_rate_schedule(config.learning_rate, config.lr_schedule, steps_per_epoch)
+
+    model, initial_epoch = None, 0
+    if rundir.has_checkpoint():
+        model = rundir.load_checkpoint()
+        initial_epoch = rundir.resume_epoch(model, steps_per_epoch, config.epochs)
+    rundir.write_config(config)
+    rows = rundir.metrics_until(initial_epoch)
+
+    if initial_epoch == config.epochs:
+        summary = rundir.read_summary()
+        if summary is None or summary.get("epochs") != initial_epoch:
+            summary = _summary(config, rows, steps_per_epoch=steps_per_epoch,
+                               steps_per_execution=steps_per_execution, jit_compile=config.jit_compile,
+                               ms_per_gradient_evaluation=None)
+            rundir.write_summary(summary)
+        print(f"run in {rundir.path} is complete ({initial_epoch} effective epochs); nothing to do.")
+        _report(summary)
+        return summary
+
+    # Points written after the checkpoint (an interruption between the TensorBoard
+    # write and the checkpoint) are recomputed below: drop the old ones.
+    truncate_events(rundir.tensorboard, initial_epoch)
+    if model is not None:
+        optimizer = model.optimizer  # restored state, including the position in the inner loop
+        print(f"resuming {rundir.path} at effective epoch {initial_epoch}/{config.epochs}", flush=True)
+    else:
+        model = models.build(config.model, input_shape=data.input_shape, num_classes=data.num_classes,
+                             seed=config.seed)
+        optimizer = registry.OPTIMIZERS[config.optimizer].build(config, schedule)
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                  jit_compile=config.jit_compile, steps_per_execution=steps_per_execution)
+
+    print(f"training {config.model} on {config.dataset} ({len(x_train)} examples) with {config.optimizer}: "
+          f"{config.epochs} effective epochs x {steps_per_epoch} steps of batch {config.batch_size} = "
+          f"{config.epochs * steps_per_epoch} gradient evaluations; workdir {rundir.path}", flush=True)
+    recorder = Recorder(rundir=rundir, schedule=schedule, steps_per_epoch=steps_per_epoch, rows=rows,
+                        wall_time_before=rows[-1]["wall_time_s"] if rows else 0.0)
+    try:
+        model.fit(
+            train_batches(x_train, y_train, seed=config.seed, batch_size=config.batch_size,
+                          initial_epoch=initial_epoch, epochs=config.epochs),
+            epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+            validation_data=(x_test, y_test), validation_batch_size=min(len(x_test), 1000),
+            shuffle=False,  # the order is already (seed, epoch)-determined
+            callbacks=[AnchorSwap(), recorder],  # AnchorSwap first: the recorder sees the anchor
+            verbose=config.verbose)
+    finally:
+        recorder.close()
+
+    if recorder.diverged_epoch is not None:
+        kept = (f"the checkpoint of effective epoch {recorder.rows[-1]['epoch']} in {rundir.path} is kept"
+                if recorder.rows else f"no checkpoint was written in {rundir.path}")
+        lr = learning_rate_at(schedule, recorder.diverged_epoch * steps_per_epoch)
+        raise TrainingDiverged(
+            f"the loss became NaN or infinite during effective epoch {recorder.diverged_epoch + 1} "
+            f"(optimizer {config.optimizer}, outer learning rate {lr:g}); training stopped and {kept}. "
+            f"Try a smaller learning rate.")
+
+    summary = _summary(config, recorder.rows, steps_per_epoch=steps_per_epoch,
+                       steps_per_execution=steps_per_execution,
+                       jit_compile=bool(model.jit_compile),  # Keras may have turned XLA off
+                       ms_per_gradient_evaluation=recorder.ms_per_gradient_evaluation())
+    rundir.write_summary(summary)
+    figures.save_png(figures.training_curves(recorder.rows, f"{config.optimizer} / {config.model} / {config.dataset}"),
+                     rundir.curves, dpi=100)
+    _report(summary)
+    return summary

@@ -1,0 +1,169 @@
+"""The workdir of a run: its files, the resume checks, and atomic writes.
+
+    config.json       the resolved config (every field concrete)
+    metrics.csv       one row per effective epoch (METRICS_COLUMNS)
+    tensorboard/      train/ and validation/ scalars per effective epoch
+    checkpoint.keras  model + optimizer state after the latest epoch (`model.save`)
+    checkpoint.json   {"epoch", "gradient_evaluations", "wall_time_s"} of that checkpoint
+    summary.json      final test/train metrics at the anchor, cost, timing
+    curves.png        loss and accuracy against effective epoch, train and test
+
+Every file is written atomically (`control_opt._internal.atomic`: a temporary
+file in the same directory, then `os.replace`), so an interrupted run leaves
+each file either as it was or complete.
+
+Why not `keras.callbacks.BackupAndRestore`: it writes its backup in place
+(a kill during the write leaves a torn backup), deletes the backup when `fit`
+ends (a finished run cannot be extended with more epochs), knows nothing of the
+config (a workdir would silently continue a run made with other settings), and
+does not cover the metrics, TensorBoard and summary files, which must be cut
+back to the checkpoint together. The checkpoint here is the model's own
+`.keras` file, written atomically after each epoch and kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+from typing import Any, Mapping
+
+import keras
+
+from control_opt._internal.atomic import atomic_path, atomic_write
+from experiments.training.config import RESUMABLE_CHANGES, TrainConfig
+
+__all__ = ["RunDir", "ConfigMismatchError", "METRICS_COLUMNS", "write_json", "read_json"]
+
+METRICS_COLUMNS = ("epoch", "gradient_evaluations", "wall_time_s", "learning_rate",
+                   "train_loss", "train_accuracy", "test_loss", "test_accuracy")
+_INTEGER_COLUMNS = ("epoch", "gradient_evaluations")
+
+
+class ConfigMismatchError(ValueError):
+    """The workdir holds a run whose config differs from the requested one."""
+
+
+def write_json(path: str, obj) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+
+
+def read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+class RunDir:
+    """The files of one run in `path` (created on the first write)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.config = os.path.join(path, "config.json")
+        self.metrics = os.path.join(path, "metrics.csv")
+        self.checkpoint = os.path.join(path, "checkpoint.keras")
+        self.checkpoint_info = os.path.join(path, "checkpoint.json")
+        self.summary = os.path.join(path, "summary.json")
+        self.curves = os.path.join(path, "curves.png")
+        self.tensorboard = os.path.join(path, "tensorboard")
+
+    # ------------------------------------------------------------------ config
+
+    def config_differences(self, config: TrainConfig) -> list[str]:
+        """"key: workdir has X, requested Y" for each key outside RESUMABLE_CHANGES that differs.
+
+        A key missing from an older config.json counts as that field's default
+        (fields added later, e.g. `strategy`, do not orphan existing runs).
+        """
+        if not os.path.exists(self.config):
+            return []
+        stored = read_json(self.config)
+        requested = dataclasses.asdict(config)
+        defaults = dataclasses.asdict(TrainConfig())
+        keys = sorted((set(stored) | set(requested)) - set(RESUMABLE_CHANGES))
+        return [f"{k}: workdir has {stored.get(k, defaults.get(k))!r}, requested {requested.get(k)!r}"
+                for k in keys if stored.get(k, defaults.get(k)) != requested.get(k)]
+
+    def check_config(self, config: TrainConfig) -> None:
+        """Refuses a workdir holding a run with another config, before anything is touched.
+
+        Raises:
+          ConfigMismatchError: naming every key that differs.
+        """
+        differences = self.config_differences(config)
+        if differences:
+            raise ConfigMismatchError(
+                f"workdir {self.path} holds a run with a different config; use another --workdir or the "
+                f"same settings. Differences: " + "; ".join(differences))
+
+    def write_config(self, config: TrainConfig) -> None:
+        os.makedirs(self.path, exist_ok=True)
+        write_json(self.config, dataclasses.asdict(config))
+
+    # ------------------------------------------------------------------ checkpoint and resume
+
+    def has_checkpoint(self) -> bool:
+        return os.path.exists(self.checkpoint)
+
+    def load_checkpoint(self) -> keras.Model:
+        return keras.models.load_model(self.checkpoint)
+
+    def resume_epoch(self, model: keras.Model, steps_per_epoch: int, epochs: int) -> int:
+        """The effective epochs done by the checkpointed `model` (its optimizer counts gradient evaluations).
+
+        Raises:
+          RuntimeError: the checkpoint is not at an epoch boundary (inconsistent workdir).
+          ConfigMismatchError: it holds more epochs than `epochs` (epochs may only grow).
+        """
+        done, partial = divmod(int(model.optimizer.iterations.numpy()), steps_per_epoch)
+        if partial:
+            raise RuntimeError(f"{self.checkpoint} is not at the end of an effective epoch of "
+                               f"{steps_per_epoch} steps; the workdir is inconsistent")
+        if done > epochs:
+            raise ConfigMismatchError(
+                f"workdir {self.path} already holds {done} effective epochs; epochs={epochs} "
+                f"is smaller (epochs may only be increased to extend a run)")
+        return done
+
+    def save_checkpoint(self, model: keras.Model, *, epoch: int, gradient_evaluations: int,
+                        wall_time_s: float) -> None:
+        """`model.save` to a temporary .keras file beside the checkpoint, renamed onto it; then checkpoint.json."""
+        with atomic_path(self.checkpoint, suffix=".keras") as tmp:
+            model.save(tmp)
+        write_json(self.checkpoint_info, dict(epoch=epoch, gradient_evaluations=gradient_evaluations,
+                                              wall_time_s=wall_time_s))
+
+    # ------------------------------------------------------------------ metrics and summary
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not os.path.exists(self.metrics):
+            return []
+        with open(self.metrics, newline="") as f:
+            return [{k: (int(v) if k in _INTEGER_COLUMNS else float(v)) for k, v in row.items()}
+                    for row in csv.DictReader(f)]
+
+    def metrics_until(self, epoch: int) -> list[dict[str, Any]]:
+        """The metric rows of epochs 1..`epoch` (rows past the checkpoint are dropped).
+
+        Raises:
+          RuntimeError: the row of `epoch` is missing (inconsistent workdir).
+        """
+        rows = [r for r in self.read_metrics() if r["epoch"] <= epoch]
+        if epoch and (not rows or rows[-1]["epoch"] != epoch):
+            raise RuntimeError(f"{self.metrics} lacks the row of effective epoch {epoch}; "
+                               "the workdir is inconsistent")
+        return rows
+
+    def write_metrics(self, rows) -> None:
+        def write(f):
+            writer = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+        atomic_write(self.metrics, write)
+
+    def read_summary(self) -> Mapping[str, Any] | None:
+        return read_json(self.summary) if os.path.exists(self.summary) else None
+
+    def write_summary(self, summary) -> None:
+        write_json(self.summary, summary)

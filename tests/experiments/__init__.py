@@ -1,0 +1,1 @@
+"""Tests of experiments/: the flags helper, the training runner library, resume."""
