@@ -11,7 +11,7 @@ Local Gibbs measure around the anchor `w` (Chaudhari et al., ICLR 2017, eq. 3):
 
     p(w'; w) ∝ exp(-beta [f(w') + gamma/2 |w - w'|^2]),      beta = 1 / eps^2
 
-Its SGLD chain (DESIGN.md section 3), with `g = grad f(w')` at the probe `w'`:
+Its SGLD chain (docs/math.md section 3), with `g = grad f(w')` at the probe `w'`:
 
     v' <- m' v' + g ;   d = g + m' v' (Nesterov) | v' (heavy ball) | g (m' = 0)
     d  <- d - gamma (w - w')
@@ -52,7 +52,11 @@ def exponential_scope(gamma0, scoping, outer_step):
     """
     gamma0 = tf.convert_to_tensor(gamma0)
     k = tf.cast(outer_step, gamma0.dtype)
-    return gamma0 * tf.pow(tf.cast(1.0 + scoping, gamma0.dtype), k)
+    # `1 + gamma1` straight in gamma0's dtype: `tf.cast` of a Python float would
+    # round it to float32 first (a float64 gamma_k off by ~1e-8).
+    growth = (tf.convert_to_tensor(1.0 + scoping, dtype=gamma0.dtype) if isinstance(scoping, (int, float))
+              else tf.cast(1.0 + scoping, gamma0.dtype))
+    return gamma0 * tf.pow(growth, k)
 
 
 def langevin_step(
@@ -102,9 +106,19 @@ def langevin_noise_scale(noise, learning_rate):
 
     The step `h = 2 eps^2 eta'` at inverse temperature `beta = 1/eps^2` makes
     the chain an Euler-Maruyama discretization of Langevin dynamics for the
-    local Gibbs measure (DESIGN.md section 3).
+    local Gibbs measure (docs/math.md section 3).
+
+    With Python numbers for both arguments the result is a Python float,
+    computed in double precision (`eps * (2 eta')^(1/2)`), so that a float32
+    graph multiplies by the correctly rounded constant; otherwise a tensor.
     """
+    if _is_python_number(noise) and _is_python_number(learning_rate):
+        return float(noise * (2.0 * learning_rate) ** 0.5)
     return noise * tf.sqrt(2.0 * learning_rate)
+
+
+def _is_python_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def running_mean(mean, probe, decay):

@@ -1,7 +1,7 @@
 """The anchor / probe / chain / control pattern shared by every optimizer of the library.
 
 Each optimizer here discretizes the controlled SDE `dw = -a(w, s) ds + dB`
-(DESIGN.md section 1) with a control read from an inner Markov chain:
+(docs/math.md section 1) with a control read from an inner Markov chain:
 
 * the **anchor** `w`: the slow variable, the weights we report; optimizer state;
 * the **probe** `w'`: the fast variable where the next gradient is evaluated;
@@ -28,8 +28,40 @@ A subclass supplies two small parts, and nothing else:
 * its outer rule: `_build_outer` and `_outer_direction(index, gradient)`, e.g.
   `MomentumOuterStep` or `AdamOuterStep` below (mix-ins).
 
-Later replica-local optimizers (Elastic-SGD, Parle on `tf.distribute`) add their
-coupling term to the control in `_control`.
+Hook points: one step, under any `tf.distribute` strategy
+---------------------------------------------------------
+Keras routes `apply_gradients` -> `apply` (replica context) ->
+`_backend_apply_gradients`. We override that method (Keras' version only adds
+gradient accumulation and EMA, both rejected in `__init__`):
+
+0. `_step_scalars` builds this step's `StepScalars` (iteration, k, l, "the
+   model holds the anchor", the chain's scalars per dtype) once, in replica
+   context, and every later phase receives it as an argument: no per-step
+   object state, so the replica threads of `MirroredStrategy` never share
+   tensors. Then, in this order: the probe goes back into the model if the
+   anchor is there (`_restore_probe`; before Keras' decoupled weight decay,
+   which must act on the probe), variables the optimizer was built on but
+   that this step does not update are released (`_release`: anchor and chain
+   collapse onto the value the model holds, so no swap ever moves them),
+   gradients are clipped, weight decay is applied, and
+   `_backend_update_step(grads, variables, learning_rate, scalars)` runs:
+
+1. **chain step, per replica** (`_chain_phase`, replica context): here
+   Keras' data parallelism, i.e. gradients summed over replicas
+   (`_all_reduce_sum_gradients`) and `_chain_update` on every copy of every
+   variable through `merge_call` + `extended.update`, as Keras'
+   `_distributed_tf_update_step` does. A replica-local optimizer (Elastic-SGD,
+   Parle) overrides it to step its own chain on its own gradient.
+2. **merge hook** (`_merge_controls`, cross-replica context, outer steps
+   only): identity here. `_merged_outer_phase` is entered through an
+   *unconditional* `merge_call` and holds the `tf.cond` on "outer step",
+   so a collective placed in this hook (one all-reduce of the controls /
+   anchors) runs only on outer steps; an all-reduce inside a replica-context
+   `tf.cond` would raise (Keras' `LossScaleOptimizer` uses the same pattern).
+3. **outer step** (`_outer_update`, per variable on every device):
+   `w <- w - eta rule(a + wd w)`, then the probe and the chain restart at `w`.
+
+Elastic-SGD / Parle add their coupling term to the control in `_control`.
 
 Which weights the model holds
 -----------------------------
@@ -53,6 +85,9 @@ which is where:
 
 from __future__ import annotations
 
+import warnings
+from typing import NamedTuple
+
 import keras
 import tensorflow as tf
 
@@ -61,7 +96,7 @@ from control_opt._internal.checks import (
     check_int, check_nesterov, check_non_negative, check_positive, check_unit_interval, resolve_seed)
 from control_opt.formulas import momentum as momentum_lib
 
-__all__ = ["AnchoredOptimizer", "AdamOuterStep", "MomentumOuterStep", "find_anchored_optimizer"]
+__all__ = ["AnchoredOptimizer", "AdamOuterStep", "MomentumOuterStep", "StepScalars", "find_anchored_optimizer"]
 
 # Salt that separates the noise streams of the variables of one optimizer.
 _VARIABLE_SALT = 0x9E3779B1
@@ -70,6 +105,32 @@ _VARIABLE_SALT = 0x9E3779B1
 def _tensor_of(variable):
     """The TF value behind a Keras variable (a `tf.Variable` is already one)."""
     return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+class StepScalars(NamedTuple):
+    """The scalars shared by every variable's update in one step.
+
+    Built once per step by `AnchoredOptimizer._step_scalars`, in replica
+    context (so under a `tf.distribute` strategy each replica has its own, and
+    `merge_call` / `extended.update` hand each device its own copy), and passed
+    down as an argument, never stored on the optimizer.
+
+    Fields:
+      step: the optimizer's `iterations` before this step (int64).
+      outer: k = step // L, the number of completed outer steps.
+      position: l = step % L, the position in the inner loop.
+      anchor_in_model: bool, the model's variables hold the anchor (the probe
+        is swapped back before anything else happens).
+      chain: `{dtype name: subclass scalars}` from `_chain_scalars(k, dtype)`
+        (e.g. `{"gamma": gamma_k}`), one entry per dtype of the updated
+        variables, so a float64 model gets float64 scalars.
+    """
+
+    step: tf.Tensor
+    outer: tf.Tensor
+    position: tf.Tensor
+    anchor_in_model: tf.Tensor
+    chain: dict
 
 
 def find_anchored_optimizer(model_or_optimizer):
@@ -90,15 +151,35 @@ def find_anchored_optimizer(model_or_optimizer):
 
 
 class AnchoredOptimizer(keras.optimizers.Optimizer):
-    """Base class: anchor, probe, chain statistic, control, outer step (module docstring)."""
+    """Base class: anchor, probe, chain statistic, control, outer step (module docstring).
 
-    # The outer step acts on `a + wd w` (DESIGN.md section 3); a chain whose
+    Keras' `use_ema=True` and `gradient_accumulation_steps` are rejected with a
+    `ValueError` (the EMA swap at the end of `fit` would overwrite the probe;
+    accumulation would clear `anchor_in_model` on micro-steps). Keras'
+    decoupled `weight_decay` acts on the probe, after it is swapped back.
+    """
+
+    # The outer step acts on `a + wd w` (docs/math.md section 3); a chain whose
     # control already averages L2-carrying gradients sets this to False.
     _L2_ON_CONTROL = True
+    # The constructor argument that sets L, for messages.
+    _INNER_STEPS_ARG = "inner_steps"
 
     def __init__(self, learning_rate, *, inner_steps, l2=0.0, seed=None, name=None, **kwargs):
+        if kwargs.get("use_ema"):
+            raise ValueError(
+                f"`use_ema=True` is not supported by {type(self).__name__}: Keras' end-of-fit EMA swap "
+                "would write the average of the probe into the model, and the anchor swap would then "
+                "move it into the anchor slot, losing the probe. Pass `use_ema=False` (the anchor is "
+                "already an average of the chain).")
+        if kwargs.get("gradient_accumulation_steps"):
+            raise ValueError(
+                f"`gradient_accumulation_steps` is not supported by {type(self).__name__} (received "
+                f"gradient_accumulation_steps={kwargs['gradient_accumulation_steps']!r}): the inner "
+                "loop already unrolls over `apply_gradients` calls; use a larger batch or more inner steps.")
         super().__init__(learning_rate=check_positive("learning_rate", learning_rate, schedule=True),
                          name=name, **kwargs)
+        self._warned_no_outer_step = False
         self._inner_steps = inner_steps
         self.l2 = check_non_negative("l2", l2)
         self.seed = resolve_seed(seed)
@@ -163,61 +244,228 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
         return self.iterations // self._inner_steps
 
     # ---------------------------------------------------------- the swap
-    def _exchange_anchor_and_probe(self):
-        # One traced function instead of three eager ops per variable: the
-        # callback swaps a few times per epoch.
-        if getattr(self, "_exchange_fn", None) is None:
+    def _exchange_anchor_and_probe(self, var_list=None):
+        """Swap anchor and probe of the variables in `var_list` (None: all the
+        optimizer was built on); the others are released (`_release`), so a
+        variable that is not trained (a frozen layer) never moves."""
+        if var_list is None:
+            chosen = tuple(range(len(self._trainable_variables)))
+        else:
+            chosen = tuple(sorted({self._trainable_variables_indices[self._var_key(variable)]
+                                   for variable in var_list
+                                   if self._var_key(variable) in self._trainable_variables_indices}))
+        # One traced function (per subset) instead of three eager ops per
+        # variable: the callback swaps a few times per epoch.
+        if getattr(self, "_exchange_fns", None) is None:
+            object.__setattr__(self, "_exchange_fns", {})
+        if chosen not in self._exchange_fns:
             def exchange():
-                for variable, anchor in zip(self._trainable_variables, self._anchors):
-                    self._swap_one(variable, anchor)
-            object.__setattr__(self, "_exchange_fn", tf.function(exchange))
-        self._exchange_fn()
+                for index, (variable, anchor) in enumerate(zip(self._trainable_variables, self._anchors)):
+                    if index in chosen:
+                        self._swap_one(variable, anchor)
+                    else:
+                        self._release(variable)
+            self._exchange_fns[chosen] = tf.function(exchange)
+        self._exchange_fns[chosen]()
 
-    def swap_in_anchor(self):
+    def swap_in_anchor(self, var_list=None):
         """Put the anchor in the model's variables (the probe goes to the anchor
-        slots). Returns True if anything moved. Eager; used by callbacks."""
+        slots). Returns True if anything moved. Eager; used by callbacks.
+
+        `var_list`: the variables being trained (e.g. `model.trainable_variables`);
+        the optimizer's other variables are released, never moved. None: all."""
         if not self.built or self.anchor_in_model:
             return False
-        self._exchange_anchor_and_probe()
+        self._exchange_anchor_and_probe(var_list)
         self._anchor_in_model.assign(1)
         return True
 
-    def swap_in_probe(self):
+    def swap_in_probe(self, var_list=None):
         """Inverse of `swap_in_anchor`: training continues from the probe."""
         if not self.anchor_in_model:
             return False
-        self._exchange_anchor_and_probe()
+        self._exchange_anchor_and_probe(var_list)
         self._anchor_in_model.assign(0)
         return True
 
     def finalize_variable_values(self, var_list):
-        """Called by Keras at the end of `fit`: the model keeps the anchor."""
+        """Called by Keras at the end of `fit`: the model keeps the anchor.
+
+        Warns (once per optimizer) when no outer step has run yet: the anchor,
+        which the model then holds, is still the initial weights."""
         super().finalize_variable_values(var_list)
-        self.swap_in_anchor()
+        iterations = int(self.iterations.numpy()) if self.built else 0
+        if not self._warned_no_outer_step and 0 < iterations < self._inner_steps:
+            self._warned_no_outer_step = True
+            warnings.warn(
+                f"{type(self).__name__}: training stopped after {iterations} gradient "
+                f"evaluations, before the first outer step (one every {self._inner_steps}, "
+                f"`{self._INNER_STEPS_ARG}`): the anchor, which the model now holds, is still the "
+                f"initial weights. Train for at least {self._inner_steps} steps or lower "
+                f"`{self._INNER_STEPS_ARG}`.", UserWarning, stacklevel=2)
+        self.swap_in_anchor(var_list)
 
     # ------------------------------------------------------------ update
-    def _backend_apply_gradients(self, grads, trainable_variables):
-        # Scalars shared by every variable's update, computed once per step
-        # (update_step runs once per variable: on small models the op count is the cost).
+    def _step_scalars(self, trainable_variables):
+        """The `StepScalars` of this step, computed once (in replica context)."""
         step = tf.convert_to_tensor(self.iterations)
-        per_step = {
-            "step": step,
-            "outer": step // self._inner_steps,
-            "position": step % self._inner_steps,
-            "anchor_in_model": tf.equal(tf.convert_to_tensor(self._anchor_in_model), 1),
-            "chain": self._chain_scalars(step // self._inner_steps),
-        }
-        # Plain attribute: not tracked (it holds this trace's tensors only).
-        object.__setattr__(self, "_per_step", per_step)
-        try:
-            super()._backend_apply_gradients(grads, trainable_variables)
-        finally:
-            object.__setattr__(self, "_per_step", None)
-        # Every variable swapped back in its update_step (if it had to).
+        outer = step // self._inner_steps
+        dtypes = sorted({tf.as_dtype(variable.dtype).name for variable in trainable_variables})
+
+        def chain_scalars(dtype):
+            # In the variable's dtype (float64 models get float64); half-precision
+            # variables get float32 values rounded once.
+            dtype = tf.as_dtype(dtype)
+            if dtype.size >= 4:
+                return self._chain_scalars(outer, dtype)
+            return tf.nest.map_structure(lambda value: tf.cast(value, dtype), self._chain_scalars(outer, tf.float32))
+
+        return StepScalars(
+            step=step,
+            outer=outer,
+            position=step % self._inner_steps,
+            anchor_in_model=tf.equal(tf.convert_to_tensor(self._anchor_in_model), 1),
+            chain={dtype: chain_scalars(dtype) for dtype in dtypes})
+
+    def _backend_apply_gradients(self, grads, trainable_variables):
+        # Replaces Keras' (gradient accumulation and EMA are rejected in
+        # `__init__`): the probe must be back in the model before Keras'
+        # decoupled weight decay acts on it.
+        scalars = self._step_scalars(trainable_variables)
+        self._for_each_variable(self._restore_probe, trainable_variables, scalars)
+        updated = {self._var_key(variable) for variable in trainable_variables}
+        idle = [variable for variable in self._trainable_variables if self._var_key(variable) not in updated]
+        if idle:  # a subset (frozen layer, no gradient): those variables must not move
+            self._for_each_variable(self._release, idle)
+        grads = self._clip_gradients(grads)
+        self._apply_weight_decay(trainable_variables)
+        self._backend_update_step(grads, trainable_variables, self.learning_rate, scalars)
+        # Every variable swapped back by `_restore_probe` (if it had to).
         self._anchor_in_model.assign(0)
 
-    def noise_normal(self, index, shape, dtype):
-        """`xi ~ N(0, I)` for variable `index` at the current iteration, from
+    def _for_each_variable(self, fn, variables, *args):
+        """`fn(variable, *args)` on every copy of every variable (update context)."""
+        variables = [_tensor_of(variable) for variable in variables]
+
+        def merged(distribution, variables, *args):
+            for variable in variables:
+                distribution.extended.update(variable, fn, args=args, group=False)
+
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            merged, self._distribution_strategy, variables, *args)
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate, scalars=None):
+        """The three phases (module docstring, "Hook points")."""
+        if scalars is None:
+            scalars = self._step_scalars(trainable_variables)
+        variables = [_tensor_of(variable) for variable in trainable_variables]
+        self._chain_phase(list(zip(grads, variables)), scalars)
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            self._merged_outer_phase, self._distribution_strategy, variables, learning_rate, scalars)
+
+    def _chain_phase(self, grads_and_vars, scalars):
+        """Phase 1, in replica context: one inner step of the chain on every
+        variable. Here: Keras' data parallelism (gradients summed over
+        replicas, every copy takes the same step)."""
+        grads_and_vars = self._all_reduce_sum_gradients(grads_and_vars)
+
+        def merged(distribution, grads_and_vars, scalars):
+            for gradient, variable in grads_and_vars:
+                distribution.extended.update(variable, self._chain_update, args=(gradient, scalars), group=False)
+
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            merged, self._distribution_strategy, grads_and_vars, scalars)
+
+    def _merged_outer_phase(self, distribution, variables, learning_rate, scalars):
+        """Phases 2 and 3, in cross-replica context, entered unconditionally:
+        the `tf.cond` on "is this an outer step" lives here, so a collective
+        in `_merge_controls` runs only on outer steps."""
+        position = distribution.experimental_local_results(scalars.position)[0]
+
+        def outer_step():
+            # group=True: one (mirrored) value per variable, which `extended.update`
+            # below splits again into each device's own copy.
+            controls = [distribution.extended.update(variable, self._read_control, args=(scalars,), group=True)
+                        for variable in variables]
+            controls = self._merge_controls(distribution, variables, controls, scalars)
+            for variable, control in zip(variables, controls):
+                distribution.extended.update(variable, self._outer_update, args=(control, learning_rate, scalars),
+                                             group=False)
+
+        tf.cond(tf.equal(position, self._inner_steps - 1), outer_step, lambda: None)
+
+    def _merge_controls(self, distribution, variables, controls, scalars):
+        """Phase 2 hook: combine the controls across replicas (cross-replica
+        context, outer steps only). Identity here: under data parallelism every
+        replica already holds the same control. Elastic-SGD / Parle reduce here
+        (`distribution.extended.batch_reduce_to`)."""
+        return controls
+
+    def _restore_probe(self, variable, scalars):
+        # A model finalized (anchor in it) and fit again without AnchorSwap.
+        anchor_slot = self._anchors[self._get_variable_index(variable)]
+        tf.cond(scalars.anchor_in_model, lambda: self._swap_one(variable, anchor_slot), lambda: None)
+
+    def _release(self, variable):
+        """A built variable that this step does not update: its anchor and chain
+        collapse onto the value the model holds, so no later swap moves it."""
+        index = self._get_variable_index(variable)
+        value = tf.identity(_tensor_of(variable))
+        self.assign(self._anchors[index], value)
+        for slot, reset in zip(self._chain_slots(index), self._chain_reset(value)):
+            if slot is not None:
+                self.assign(slot, reset)
+
+    def _chain_update(self, variable, gradient, scalars):
+        """Phase 1 for one variable: the probe and the chain statistics move."""
+        index = self._get_variable_index(variable)
+        dtype = variable.dtype
+        # Dense: the chain's arithmetic (means, tf.where) needs it (Embedding gives IndexedSlices).
+        gradient = tf.cast(tf.convert_to_tensor(gradient), dtype)
+        probe = tf.identity(variable)
+        anchor = tf.identity(self._anchors[index])
+        if self.l2:
+            gradient = gradient + self.l2 * probe
+        slots = self._chain_slots(index)
+        new_probe, statistics = self._chain_step(index, gradient, probe, anchor, slots, scalars)
+        self.assign(variable, new_probe)
+        for slot, value in zip(slots, statistics):
+            if slot is not None:
+                self.assign(slot, value)
+
+    def _read_control(self, variable, scalars):
+        index = self._get_variable_index(variable)
+        statistics = [None if slot is None else tf.identity(slot) for slot in self._chain_slots(index)]
+        return self._control(tf.identity(self._anchors[index]), statistics)
+
+    def _outer_update(self, variable, control, learning_rate, scalars):
+        """Phase 3 for one variable: `w <- w - eta rule(a + wd w)`; probe and chain restart at w."""
+        index = self._get_variable_index(variable)
+        dtype = variable.dtype
+        anchor_slot = self._anchors[index]
+        anchor = tf.identity(anchor_slot)
+        if self.l2 and self._L2_ON_CONTROL:
+            control = control + self.l2 * anchor
+        direction = self._outer_direction(index, control, scalars.outer + 1)
+        new_anchor = anchor - tf.cast(learning_rate, dtype) * direction
+        self.assign(anchor_slot, new_anchor)
+        self.assign(variable, new_anchor)
+        for slot, value in zip(self._chain_slots(index), self._chain_reset(new_anchor)):
+            if slot is not None:
+                self.assign(slot, value)
+
+    def update_step(self, gradient, variable, learning_rate):
+        """Keras' per-variable entry point, for callers outside `apply`: one
+        whole step (chain, then the outer step if due) on one variable."""
+        scalars = self._step_scalars([variable])
+        self._restore_probe(variable, scalars)
+        self._chain_update(variable, gradient, scalars)
+        tf.cond(tf.equal(scalars.position, self._inner_steps - 1),
+                lambda: self._outer_update(variable, self._read_control(variable, scalars), learning_rate, scalars),
+                lambda: None)
+
+    def noise_normal(self, index, shape, dtype, step):
+        """`xi ~ N(0, I)` for variable `index` at iteration `step`, from
         stateless ops: a pure function of (seed, variable, iteration), so a
         resumed or replayed run draws the same noise, and all replicas of a
         `tf.distribute` strategy draw the same. Drawn through the library's one
@@ -227,44 +475,8 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
         (`sampling.standard_normal(bits=16)`), half the random bits per draw:
         the Philox kernel is most of the noise's cost on CPU."""
         seed = tf.cast(tf.stack([self._noise_seed + index * _VARIABLE_SALT,
-                                 tf.cast(self._per_step["step"], tf.int64)]), tf.int32)  # wraps
+                                 tf.cast(step, tf.int64)]), tf.int32)  # wraps
         return sampling.standard_normal(shape, seed, dtype, bits=16)
-
-    def update_step(self, gradient, variable, learning_rate):
-        index = self._get_variable_index(variable)
-        dtype = variable.dtype
-        anchor_slot = self._anchors[index]
-        # A model finalized (anchor in it) and fit again without AnchorSwap.
-        per_step = self._per_step
-        tf.cond(per_step["anchor_in_model"], lambda: self._swap_one(variable, anchor_slot), lambda: None)
-        gradient = tf.cast(gradient, dtype)
-        probe = tf.identity(variable)
-        anchor = tf.identity(anchor_slot)
-        if self.l2:
-            gradient = gradient + self.l2 * probe
-        outer = per_step["outer"]
-        slots = self._chain_slots(index)
-        new_probe, statistics = self._chain_step(index, gradient, probe, anchor, slots, per_step)
-
-        def inner_only():
-            self.assign(variable, new_probe)
-            for slot, value in zip(slots, statistics):
-                if slot is not None:
-                    self.assign(slot, value)
-
-        def outer_step():
-            control = self._control(anchor, statistics)
-            if self.l2 and self._L2_ON_CONTROL:
-                control = control + self.l2 * anchor
-            direction = self._outer_direction(index, control, outer + 1)
-            new_anchor = anchor - tf.cast(learning_rate, dtype) * direction
-            self.assign(anchor_slot, new_anchor)
-            self.assign(variable, new_anchor)
-            for slot, value in zip(slots, self._chain_reset(new_anchor)):
-                if slot is not None:
-                    self.assign(slot, value)
-
-        tf.cond(tf.equal(per_step["position"], self._inner_steps - 1), outer_step, inner_only)
 
     def _swap_one(self, variable, anchor_slot):
         """Exchange the values of a model variable and its anchor slot."""
@@ -280,14 +492,15 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
         """Tuple of the chain's slot variables for variable `index` (None allowed)."""
         raise NotImplementedError
 
-    def _chain_scalars(self, outer_step):
-        """Scalars of the chain for this step (e.g. the scope gamma_k), computed
-        once per step and handed to `_chain_step` as `per_step["chain"]`."""
+    def _chain_scalars(self, outer_step, dtype):
+        """Scalars of the chain for this step in `dtype` (e.g. the scope gamma_k),
+        computed once per step and dtype; `_chain_step` reads them as
+        `scalars.chain[dtype.name]`."""
         return {}
 
-    def _chain_step(self, index, gradient, probe, anchor, slots, per_step):
+    def _chain_step(self, index, gradient, probe, anchor, slots, scalars):
         """One inner step: `(new_probe, new_statistics)`, statistics aligned with
-        `slots`; `per_step` holds "step", "outer", "position" and "chain"."""
+        `slots`; `scalars` is this step's `StepScalars`."""
         raise NotImplementedError
 
     def _chain_reset(self, anchor):

@@ -26,6 +26,9 @@ class AnchorSwap(keras.callbacks.Callback):
       was finalized, saved or restored mid inner loop, the probe goes back, so
       training continues exactly where it stopped.
 
+    Only the model's trainable variables are exchanged: those of a frozen
+    layer stay where they are (the optimizer releases them).
+
     Place it first in `callbacks=`. For optimizers without an anchor it does
     nothing, so a runner can always add it. Every swap is an exchange of
     values (never a copy), tracked by the optimizer's `anchor_in_model`
@@ -39,7 +42,9 @@ class AnchorSwap(keras.callbacks.Callback):
         optimizer = self._optimizer()
         if optimizer is None:
             return False
-        return optimizer.swap_in_anchor() if to_anchor else optimizer.swap_in_probe()
+        # Only the variables being trained: a frozen layer never moves.
+        var_list = self.model.trainable_variables
+        return optimizer.swap_in_anchor(var_list) if to_anchor else optimizer.swap_in_probe(var_list)
 
     def on_train_begin(self, logs=None):
         self._swap(to_anchor=False)

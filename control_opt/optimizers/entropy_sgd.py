@@ -2,9 +2,9 @@
 
 Gradient descent on the local entropy `F_gamma(w) = log ∫ exp(-f(w') - gamma/2
 |w - w'|^2) dw'`, the solution of a viscous Hamilton-Jacobi equation
-(DESIGN.md sections 3-4). Its gradient needs the mean of the local Gibbs
+(docs/math.md sections 3-4). Its gradient needs the mean of the local Gibbs
 measure, estimated by an SGLD chain started at the anchor. Conventions are the
-authors' Lua code, which produced the paper's tables (DESIGN.md section 3).
+authors' Lua code, which produced the paper's tables (docs/math.md section 3).
 
 Start of outer step k:  w' <- w,  mu <- w,  v' <- 0.
 Inner step (one Keras step, one minibatch gradient g = grad f(w') + wd w'):
@@ -40,8 +40,26 @@ from control_opt.optimizers import anchored
 __all__ = ["EntropyAdam", "EntropySGD"]
 
 
+def _check_serializable_gamma(gamma):
+    """Raise at save time if `load_model` could not rebuild the callable `gamma`."""
+    if isinstance(gamma, keras.optimizers.schedules.LearningRateSchedule):
+        return
+    target = gamma if hasattr(gamma, "__name__") else type(gamma)
+    name = getattr(target, "__name__", "")
+    if name != "<lambda>":
+        registered = keras.saving.get_registered_name(target)
+        if keras.saving.get_registered_object(registered) is target:
+            return
+    raise ValueError(
+        f"`gamma` is a plain callable ({gamma!r}) that `keras.models.load_model` cannot rebuild, so "
+        "the optimizer cannot be saved: use a keras.optimizers.schedules.LearningRateSchedule or "
+        "register it with keras.saving.register_keras_serializable (a lambda cannot be registered).")
+
+
 class _LocalEntropyChain(anchored.AnchoredOptimizer):
     """The SGLD chain on the local Gibbs measure: statistic `mu`, control `w - mu`."""
+
+    _INNER_STEPS_ARG = "langevin_steps"
 
     def _init_chain(self, langevin_steps, langevin_learning_rate, langevin_momentum,
                     langevin_nesterov, gamma, scoping, noise, mean_decay):
@@ -60,8 +78,9 @@ class _LocalEntropyChain(anchored.AnchoredOptimizer):
         self.mean_decay = checks.check_unit_interval("mean_decay", mean_decay)
 
     def scope(self, outer_step, dtype=tf.float32):
-        """gamma_k: `gamma(k)` if `gamma` is callable (then `scoping` is not
-        used), else `gamma0 (1 + gamma1)^k`."""
+        """gamma_k in `dtype` (the variable's: float64 models get float64):
+        `gamma(k)` if `gamma` is callable (then `scoping` is not used), else
+        `gamma0 (1 + gamma1)^k` (docs/math.md section 2)."""
         if callable(self.gamma):
             return tf.cast(self.gamma(outer_step), dtype)
         return local_entropy.exponential_scope(tf.constant(self.gamma, dtype), self.scoping, outer_step)
@@ -74,19 +93,19 @@ class _LocalEntropyChain(anchored.AnchoredOptimizer):
     def _chain_slots(self, index):
         return (self._means[index], self._langevin_velocities[index])
 
-    def _chain_scalars(self, outer_step):
-        return {"gamma": self.scope(outer_step)}
+    def _chain_scalars(self, outer_step, dtype):
+        return {"gamma": self.scope(outer_step, dtype)}
 
-    def _chain_step(self, index, gradient, probe, anchor, slots, per_step):
+    def _chain_step(self, index, gradient, probe, anchor, slots, scalars):
         mean, velocity = slots
         dtype = probe.dtype
         noise = None
         if self.noise:
-            scale = float(self.noise * (2.0 * self.langevin_learning_rate) ** 0.5)
-            noise = scale * self.noise_normal(index, tf.shape(probe), dtype)
+            scale = local_entropy.langevin_noise_scale(self.noise, self.langevin_learning_rate)
+            noise = scale * self.noise_normal(index, tf.shape(probe), dtype, scalars.step)
         new_probe, new_velocity = local_entropy.langevin_step(
             probe, gradient, anchor, velocity,
-            learning_rate=self.langevin_learning_rate, gamma=tf.cast(per_step["chain"]["gamma"], dtype),
+            learning_rate=self.langevin_learning_rate, gamma=scalars.chain[dtype.name]["gamma"],
             momentum=self.langevin_momentum, nesterov=self.langevin_nesterov, noise=noise)
         new_mean = local_entropy.running_mean(mean, new_probe, self.mean_decay)
         return new_probe, (new_mean, new_velocity)
@@ -100,6 +119,7 @@ class _LocalEntropyChain(anchored.AnchoredOptimizer):
     def _chain_config(self):
         gamma = self.gamma
         if callable(gamma):
+            _check_serializable_gamma(gamma)
             gamma = keras.saving.serialize_keras_object(gamma)
         return {
             "langevin_steps": self.langevin_steps,
@@ -140,7 +160,9 @@ _SHARED_DOC = """
       langevin_momentum, langevin_nesterov: m' and its Nesterov form (0.9, True).
       gamma: the initial scope gamma0 (1e-4, the authors' MNIST value; 0.03
         for CIFAR), or a callable/`LearningRateSchedule` of the outer step k
-        giving gamma_k directly (then `scoping` is not used).
+        giving gamma_k directly (then `scoping` is not used); to save the
+        model, a `LearningRateSchedule` or a function registered with
+        `keras.saving.register_keras_serializable` (a lambda is refused).
       scoping: gamma1 in `gamma_k = gamma0 (1 + gamma1)^k` (1e-3).
       noise: eps, the thermal noise; inverse temperature beta = 1/eps^2 (1e-4).
       mean_decay: beta1, the weight of the old mean in `mu` (0.75).

@@ -6,7 +6,7 @@ gradient is the control `p*` solving the fixed point
 
     p* = grad f(w - t p*),       w - t p* = prox_{t f}(w)
 
-(DESIGN.md section 4; Chaudhari, Oberman, Osher, Soatto, Carlier 2018, the
+(docs/math.md section 4; Chaudhari, Oberman, Osher, Soatto, Carlier 2018, the
 authors' fixed-point "FP" variant). The inner chain is a damped fixed-point
 iteration on minibatch gradients, t = 1 / gamma_k:
 
@@ -72,7 +72,7 @@ class HopfLaxSGD(anchored.MomentumOuterStep, anchored.AnchoredOptimizer):
         self.mean_decay = checks.check_unit_interval("mean_decay", mean_decay)
 
     def proximal_time(self, outer_step, dtype=tf.float32):
-        """t_k = 1 / gamma_k."""
+        """t_k = 1 / gamma_k, `gamma_k = gamma0 (1 + gamma1)^k`, in `dtype` (the variable's)."""
         return 1.0 / local_entropy.exponential_scope(tf.constant(self.gamma, dtype), self.scoping, outer_step)
 
     def _build_chain(self, var_list):
@@ -81,14 +81,14 @@ class HopfLaxSGD(anchored.MomentumOuterStep, anchored.AnchoredOptimizer):
     def _chain_slots(self, index):
         return (self._controls[index],)
 
-    def _chain_scalars(self, outer_step):
-        return {"t": self.proximal_time(outer_step)}
+    def _chain_scalars(self, outer_step, dtype):
+        return {"t": self.proximal_time(outer_step, dtype)}
 
-    def _chain_step(self, index, gradient, probe, anchor, slots, per_step):
+    def _chain_step(self, index, gradient, probe, anchor, slots, scalars):
         (p,) = slots
-        first = tf.equal(per_step["position"], 0)
+        first = tf.equal(scalars.position, 0)
         p_new = tf.where(first, gradient, local_entropy.running_mean(p, gradient, self.mean_decay))
-        new_probe = pointwise.proximal_probe(anchor, per_step["chain"]["t"], p_new)
+        new_probe = pointwise.proximal_probe(anchor, scalars.chain[probe.dtype.name]["t"], p_new)
         return new_probe, (p_new,)
 
     def _chain_reset(self, anchor):

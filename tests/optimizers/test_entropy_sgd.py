@@ -217,3 +217,66 @@ def test_state_is_anchor_mean_and_momentum_buffers_only():
     opt = control_opt.EntropySGD()  # the authors' defaults: no outer momentum
     opt.build([var])
     assert len([v for v in opt.variables if tuple(v.shape) == (3, 4)]) == 3
+
+
+@pytest.mark.parametrize("langevin_nesterov", [True, False])
+def test_inner_nesterov_and_heavy_ball_over_several_inner_steps(langevin_nesterov):
+    # Several inner steps (the velocity is non-zero from the second on, where the
+    # two forms differ), outer step off the first 5 steps: L = 6.
+    kwargs = dict(learning_rate=0.5, langevin_steps=6, langevin_learning_rate=0.05, langevin_momentum=0.8,
+                  langevin_nesterov=langevin_nesterov, gamma=0.4, scoping=0.0, mean_decay=0.5)
+    w0 = [0.8, -0.6, 1.2]
+    got = run(control_opt.EntropySGD(**kwargs, **NOISELESS), w0, 8, dtype="float64")
+    want = entropy_sgd_reference(quartic_grad, w0, 8, **kwargs)
+    other = entropy_sgd_reference(quartic_grad, w0, 8, **{**kwargs, "langevin_nesterov": not langevin_nesterov})
+    for step in range(8):
+        np.testing.assert_allclose(got[step][0], want[step][0], rtol=1e-12, atol=1e-12, err_msg=f"step {step}")
+        np.testing.assert_allclose(got[step][1], want[step][1], rtol=1e-12, atol=1e-12, err_msg=f"step {step}")
+    # The two forms give different numbers, on every inner step.
+    for step in range(5):
+        assert np.abs(want[step][0] - other[step][0]).max() > 1e-3, step
+
+
+def test_swaps_exchange_exactly_and_never_copy():
+    opt = control_opt.EntropySGD(learning_rate=0.5, langevin_steps=5, langevin_learning_rate=0.1, gamma=0.1,
+                                 noise=1e-2, seed=1)
+    var = keras.Variable(np.array([0.3, -1.7, 2.2], np.float32))
+    for _ in range(2):
+        opt.apply_gradients([(tf.constant([1.0, -2.0, 0.5]), var)])
+    probe, anchor = var.numpy().copy(), opt.anchors[0].numpy().copy()
+    assert not np.allclose(probe, anchor)
+    assert opt.swap_in_anchor() and opt.anchor_in_model
+    np.testing.assert_array_equal(var.numpy(), anchor)
+    np.testing.assert_array_equal(opt.anchors[0].numpy(), probe)
+    assert not opt.swap_in_anchor()  # already there: nothing moves
+    np.testing.assert_array_equal(var.numpy(), anchor)
+    assert opt.swap_in_probe() and not opt.anchor_in_model
+    np.testing.assert_array_equal(var.numpy(), probe)
+    np.testing.assert_array_equal(opt.anchors[0].numpy(), anchor)
+
+
+def test_float64_scope_and_trajectory_are_float64():
+    opt = control_opt.EntropySGD(gamma=0.1, scoping=0.1)
+    want = np.float64(0.1) * np.float64(1.1) ** 3
+    assert opt.scope(3, tf.float64).dtype == tf.float64
+    np.testing.assert_allclose(float(opt.scope(3, tf.float64)), want, rtol=1e-15)
+    assert abs(float(opt.scope(3, tf.float32)) - want) / want > 1e-9  # float32 would be visible
+    # In the update: learning rates exact in float32, so float64 matches the reference to rounding.
+    kwargs = dict(learning_rate=0.5, langevin_steps=2, langevin_learning_rate=0.25, langevin_momentum=0.5,
+                  langevin_nesterov=True, gamma=1.1, scoping=0.1, mean_decay=0.5)
+    w0 = [0.8, -0.6, 1.2]
+    got = run(control_opt.EntropySGD(**kwargs, **NOISELESS), w0, 12, dtype="float64")
+    want = entropy_sgd_reference(quartic_grad, w0, 12, **kwargs)
+    for step, ((probe, anchor), (ref_probe, ref_anchor)) in enumerate(zip(got, want)):
+        np.testing.assert_allclose(probe, ref_probe, rtol=1e-13, atol=1e-13, err_msg=f"probe, step {step}")
+        np.testing.assert_allclose(anchor, ref_anchor, rtol=1e-13, atol=1e-13, err_msg=f"anchor, step {step}")
+
+
+def test_langevin_noise_scale_formula_is_the_inlined_double_constant():
+    from control_opt.formulas import local_entropy
+
+    scale = local_entropy.langevin_noise_scale(1e-3, 0.1)
+    assert isinstance(scale, float) and scale == 1e-3 * (2.0 * 0.1) ** 0.5
+    tensor = local_entropy.langevin_noise_scale(tf.constant(0.5, tf.float64), tf.constant(0.02, tf.float64))
+    assert tensor.dtype == tf.float64
+    np.testing.assert_allclose(float(tensor), 0.1, rtol=1e-15)

@@ -75,3 +75,58 @@ def test_config_round_trip_and_saving(tmp_path):
 def test_rejects_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=f"`{name}[`=]"):
         control_opt.HopfLaxSGD(**kwargs)
+
+
+def quartic_grad(w):
+    c = np.array([1.0, 3.0, 0.5])[: w.shape[-1]]
+    return c * w + w**3
+
+
+def run_dtype(optimizer, w0, num_steps, grad_fn, dtype):
+    var = keras.Variable(np.array(w0, dtype=dtype))
+    hist = []
+    for _ in range(num_steps):
+        grad = tf.constant(grad_fn(var.numpy().astype(np.float64)), dtype=dtype)
+        optimizer.apply_gradients([(grad, var)])
+        hist.append((var.numpy().copy(), optimizer.anchors[0].numpy().copy()))
+    return hist
+
+
+HOPF_LAX_GOLDEN = {
+    # l2 > 0 and scoping > 0: L2 counted once, t_k = 1/gamma_k shrinking with k.
+    "l2_scoping_nesterov": dict(learning_rate=0.5, momentum=0.5, nesterov=True, inner_steps=3, gamma=2.5,
+                                scoping=0.3, mean_decay=0.6, l2=0.2),
+    "l2_scoping_plain": dict(learning_rate=0.25, momentum=0.0, nesterov=False, inner_steps=4, gamma=3.5,
+                             scoping=0.5, mean_decay=0.25, l2=0.3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOPF_LAX_GOLDEN))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_golden_trajectory_matches_numpy_transcription(case, dtype):
+    from tests.optimizers.reference import hopf_lax_reference
+
+    kwargs = HOPF_LAX_GOLDEN[case]
+    w0 = [0.8, -0.6, 1.2]
+    got = run_dtype(control_opt.HopfLaxSGD(**kwargs, seed=0), w0, 17, quartic_grad, dtype)
+    want = hopf_lax_reference(quartic_grad, w0, 17, **kwargs)
+    # The learning rates are powers of two (exact in Keras' float32 variable), so
+    # float64 must match to rounding: this also checks t_k is computed in float64.
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    for step, ((probe, anchor), (ref_probe, ref_anchor)) in enumerate(zip(got, want)):
+        np.testing.assert_allclose(probe, ref_probe, rtol=tol, atol=tol, err_msg=f"probe, step {step}")
+        np.testing.assert_allclose(anchor, ref_anchor, rtol=tol, atol=tol, err_msg=f"anchor, step {step}")
+    # The parameters are off neutral values: without scoping or L2 the trajectory differs.
+    for neutral in (dict(scoping=0.0), dict(l2=0.0)):
+        other = hopf_lax_reference(quartic_grad, w0, 17, **{**kwargs, **neutral})
+        assert not np.allclose(other[-1][1], want[-1][1], rtol=1e-3), neutral
+
+
+def test_proximal_time_is_computed_in_the_variable_dtype():
+    opt = control_opt.HopfLaxSGD(gamma=0.1, scoping=0.1)
+    t64 = opt.proximal_time(3, tf.float64)
+    assert t64.dtype == tf.float64
+    want = 1.0 / (np.float64(0.1) * np.float64(1.1) ** 3)
+    np.testing.assert_allclose(float(t64), want, rtol=1e-15)
+    # The float32 value is off by more than float64 rounding: the test above can tell them apart.
+    assert abs(float(opt.proximal_time(3, tf.float32)) - want) / want > 1e-9

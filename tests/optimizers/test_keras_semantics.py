@@ -187,6 +187,18 @@ MIRRORED = textwrap.dedent("""
         np.testing.assert_array_equal(parts[0].numpy(), parts[1].numpy(), err_msg=v.path)
     for a, b in zip(dist.trainable_weights, single.trainable_weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+    # A frozen layer, recompiled with the built optimizer, never moves (release path
+    # under the strategy), and the copies stay in sync.
+    dist.layers[0].trainable = False
+    frozen = [w.numpy().copy() for w in dist.layers[0].weights]
+    with strategy.scope():
+        dist.compile(optimizer=dist.optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    dist.fit(ds, epochs=1, verbose=0, callbacks=[control_opt.AnchorSwap()])
+    for w, before in zip(dist.layers[0].weights, frozen):
+        np.testing.assert_array_equal(w.numpy(), before)
+    for v in dist.trainable_weights + dist.optimizer.variables:
+        parts = v.value.values if hasattr(v.value, "values") else [v.value]
+        np.testing.assert_array_equal(parts[0].numpy(), parts[1].numpy(), err_msg=v.path)
     print("MIRRORED_OK")
 """)
 
