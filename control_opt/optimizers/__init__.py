@@ -1,6 +1,8 @@
 """Keras optimizers built on the anchor / probe / control pattern (`anchored`).
 
   anchored      `AnchoredOptimizer`: anchor, probe, chain, control, outer step
+  swap          which weights the model holds: the exact anchor/probe exchange
+  outer_rules   the outer step's direction: (Nesterov) momentum, Adam
   entropy_sgd   `EntropySGD`, `EntropyAdam` (local entropy, an SGLD chain)
   hopf_lax_sgd  `HopfLaxSGD` (the proximal / Hopf-Lax control)
   callbacks     `AnchorSwap`

@@ -63,24 +63,8 @@ gradient accumulation and EMA, both rejected in `__init__`):
 
 Elastic-SGD / Parle add their coupling term to the control in `_control`.
 
-Which weights the model holds
------------------------------
-During training the model's variables hold the probe. Everything that reports
-or keeps the model must see the anchor; the exchange is exact (a swap, so
-nothing is lost) and tracked by an optimizer variable, so checkpoints know
-which is where:
-
-* at the end of `fit`, Keras calls `finalize_variable_values`, which swaps the
-  anchor into the model: `evaluate`, `predict` and `save` after `fit` see the
-  anchor;
-* `control_opt.AnchorSwap()` (put it first in `callbacks=`) also swaps the
-  anchor in for validation inside `fit` and at every epoch end (so
-  `ModelCheckpoint`, metrics writers and our experiment runner see it), and
-  swaps the probe back before training resumes, including at the start of a
-  later `fit` on a model that was saved or finalized mid inner loop;
-* without that callback, a later `fit` still starts correctly: the first
-  update notices that the model holds the anchor and swaps the probe back
-  (only that first gradient is then taken at the anchor instead of the probe).
+Which weights the model holds, and how they are exchanged: `swap` (the
+`AnchorProbeExchange` mix-in) and `callbacks.AnchorSwap`.
 """
 
 from __future__ import annotations
@@ -93,18 +77,14 @@ import tensorflow as tf
 
 from control_opt._internal import sampling
 from control_opt._internal.checks import (
-    check_int, check_nesterov, check_non_negative, check_positive, check_unit_interval, resolve_seed)
-from control_opt.formulas import momentum as momentum_lib
+    check_non_negative, check_positive, resolve_seed)
+from control_opt.optimizers.outer_rules import AdamOuterStep, MomentumOuterStep
+from control_opt.optimizers.swap import AnchorProbeExchange, _tensor_of
 
 __all__ = ["AnchoredOptimizer", "AdamOuterStep", "MomentumOuterStep", "StepScalars", "find_anchored_optimizer"]
 
 # Salt that separates the noise streams of the variables of one optimizer.
 _VARIABLE_SALT = 0x9E3779B1
-
-
-def _tensor_of(variable):
-    """The TF value behind a Keras variable (a `tf.Variable` is already one)."""
-    return variable.value if isinstance(variable, keras.Variable) else variable
 
 
 class StepScalars(NamedTuple):
@@ -150,7 +130,7 @@ def find_anchored_optimizer(model_or_optimizer):
     return None
 
 
-class AnchoredOptimizer(keras.optimizers.Optimizer):
+class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
     """Base class: anchor, probe, chain statistic, control, outer step (module docstring).
 
     Keras' `use_ema=True` and `gradient_accumulation_steps` are rejected with a
@@ -224,16 +204,6 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
                 for variable in var_list]
 
     @property
-    def anchors(self):
-        """The anchor variables `w`, in the order of the model's trainable variables
-        (they hold the probe while `anchor_in_model` is true)."""
-        return list(self._anchors)
-
-    @property
-    def anchor_in_model(self):
-        return self.built and bool(int(self._anchor_in_model.numpy()))
-
-    @property
     def inner_step(self):
         """Position l in the inner loop (0 at the start of an outer step)."""
         return self.iterations % self._inner_steps
@@ -242,51 +212,6 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
     def outer_step(self):
         """k, the number of completed outer steps."""
         return self.iterations // self._inner_steps
-
-    # ---------------------------------------------------------- the swap
-    def _exchange_anchor_and_probe(self, var_list=None):
-        """Swap anchor and probe of the variables in `var_list` (None: all the
-        optimizer was built on); the others are released (`_release`), so a
-        variable that is not trained (a frozen layer) never moves."""
-        if var_list is None:
-            chosen = tuple(range(len(self._trainable_variables)))
-        else:
-            chosen = tuple(sorted({self._trainable_variables_indices[self._var_key(variable)]
-                                   for variable in var_list
-                                   if self._var_key(variable) in self._trainable_variables_indices}))
-        # One traced function (per subset) instead of three eager ops per
-        # variable: the callback swaps a few times per epoch.
-        if getattr(self, "_exchange_fns", None) is None:
-            object.__setattr__(self, "_exchange_fns", {})
-        if chosen not in self._exchange_fns:
-            def exchange():
-                for index, (variable, anchor) in enumerate(zip(self._trainable_variables, self._anchors)):
-                    if index in chosen:
-                        self._swap_one(variable, anchor)
-                    else:
-                        self._release(variable)
-            self._exchange_fns[chosen] = tf.function(exchange)
-        self._exchange_fns[chosen]()
-
-    def swap_in_anchor(self, var_list=None):
-        """Put the anchor in the model's variables (the probe goes to the anchor
-        slots). Returns True if anything moved. Eager; used by callbacks.
-
-        `var_list`: the variables being trained (e.g. `model.trainable_variables`);
-        the optimizer's other variables are released, never moved. None: all."""
-        if not self.built or self.anchor_in_model:
-            return False
-        self._exchange_anchor_and_probe(var_list)
-        self._anchor_in_model.assign(1)
-        return True
-
-    def swap_in_probe(self, var_list=None):
-        """Inverse of `swap_in_anchor`: training continues from the probe."""
-        if not self.anchor_in_model:
-            return False
-        self._exchange_anchor_and_probe(var_list)
-        self._anchor_in_model.assign(0)
-        return True
 
     def finalize_variable_values(self, var_list):
         """Called by Keras at the end of `fit`: the model keeps the anchor.
@@ -478,12 +403,6 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
                                  tf.cast(step, tf.int64)]), tf.int32)  # wraps
         return sampling.standard_normal(shape, seed, dtype, bits=16)
 
-    def _swap_one(self, variable, anchor_slot):
-        """Exchange the values of a model variable and its anchor slot."""
-        held = tf.identity(_tensor_of(variable))
-        self.assign(variable, anchor_slot)
-        self.assign(anchor_slot, held)
-
     # ------------------------------------------------- subclass interface
     def _build_chain(self, var_list):
         raise NotImplementedError
@@ -528,50 +447,3 @@ class AnchoredOptimizer(keras.optimizers.Optimizer):
         config.update({"l2": self.l2, "seed": self.seed})
         config.update(self._outer_config())
         return config
-
-
-class MomentumOuterStep:
-    """Outer rule: SGD with (Nesterov) momentum on the control; buffer starts at 0."""
-
-    def _init_outer(self, momentum, nesterov):
-        self.momentum = check_unit_interval("momentum", momentum)
-        self.nesterov = check_nesterov("nesterov", nesterov, "momentum", self.momentum)
-
-    def _build_outer(self, var_list):
-        self._outer_velocities = (self.add_optimizer_variables(var_list, "outer_velocity")
-                                  if self.momentum else None)
-
-    def _outer_direction(self, index, gradient, step):
-        velocity = self._outer_velocities[index] if self.momentum else None
-        direction, new_velocity = momentum_lib.momentum_direction(
-            gradient, velocity, self.momentum, self.nesterov)
-        if new_velocity is not None:
-            self.assign(velocity, new_velocity)
-        return direction
-
-    def _outer_config(self):
-        return {"momentum": self.momentum, "nesterov": self.nesterov}
-
-
-class AdamOuterStep:
-    """Outer rule: Adam on the control, its step counter the outer step k + 1."""
-
-    def _init_outer(self, beta_1, beta_2, epsilon):
-        self.beta_1 = check_unit_interval("beta_1", beta_1)
-        self.beta_2 = check_unit_interval("beta_2", beta_2)
-        self.epsilon = check_positive("epsilon", epsilon)
-
-    def _build_outer(self, var_list):
-        self._first_moments, self._second_moments = self.add_optimizer_variables(
-            var_list, ["first_moment", "second_moment"])
-
-    def _outer_direction(self, index, gradient, step):
-        first, second = self._first_moments[index], self._second_moments[index]
-        direction, new_first, new_second = momentum_lib.adam_direction(
-            gradient, first, second, step, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
-        self.assign(first, new_first)
-        self.assign(second, new_second)
-        return direction
-
-    def _outer_config(self):
-        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
