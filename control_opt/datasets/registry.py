@@ -3,8 +3,8 @@
 Every loader returns a `Dataset`: float32 inputs, int64 labels, and the shape of
 one example. Nothing is downloaded at run time: MNIST-1D is generated locally by
 the `mnist1d` package's own generator; the papers' image data sets ("mnist",
-"cifar10", "cifar100") will be read from standard local files when a later issue
-registers them here with `@register(name)`.
+"cifar10", "cifar100") are read from their standard local files
+(`load("cifar10", data_dir)`; docs/models_and_data.md lists the layouts).
 
 Example:
 
@@ -15,6 +15,7 @@ Example:
 """
 
 import dataclasses
+import inspect
 import os
 import threading
 from typing import Callable
@@ -81,22 +82,39 @@ def names() -> list[str]:
     return sorted(_LOADERS)
 
 
-def load(name: str, *, seed: int | None = None, **kwargs) -> Dataset:
+def load(name: str, data_dir: str | None = None, *, seed: int | None = None, **kwargs) -> Dataset:
     """Loads the data set registered as `name`.
 
     Args:
       name: a registry name; see `names()`.
+      data_dir: for the data sets read from files ("mnist", "cifar10",
+        "cifar100"), the folder that holds them (default
+        `$CONTROL_OPT_DATA_DIR`); the loaders' docstrings list the layouts they
+        accept. Nothing is ever downloaded.
       seed: for generated data sets, the generator's seed; None gives the
         canonical data set (for MNIST-1D, the generator's default seed 42, i.e.
         the data the MNIST-1D authors' published accuracies refer to).
-      **kwargs: passed to the loader (for "mnist1d": `use_disk_cache`).
+      **kwargs: passed to the loader (for "mnist1d": `use_disk_cache`; for
+        "cifar10"/"cifar100": `preprocess`, `use_disk_cache`, and for
+        "cifar100" `label_mode`).
 
     Raises:
-      ValueError: `name` is not registered; the message lists the known names.
+      ValueError: `name` is not registered (the message lists the known names),
+        or a keyword is not one the loader takes (the message names both).
     """
     if name not in _LOADERS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(names())}")
-    return _LOADERS[name](seed=seed, **kwargs)
+    loader = _LOADERS[name]
+    if data_dir is not None:
+        kwargs["data_dir"] = data_dir
+    parameters = inspect.signature(loader).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        unknown = sorted(set(kwargs) - set(parameters))
+        if unknown:
+            accepted = [p for p in parameters if p != "seed"]
+            raise ValueError(f"dataset {name!r} got unknown keyword(s) {', '.join(map(repr, unknown))}; it takes: "
+                             f"{', '.join(accepted) or 'nothing but seed'}")
+    return loader(seed=seed, **kwargs)
 
 
 def cache_dir() -> str:

@@ -1,0 +1,1 @@
+"""Tests of control_opt.datasets."""
