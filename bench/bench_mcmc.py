@@ -12,14 +12,18 @@ Target: the local Gibbs measure `p(w'; w) ∝ exp(-beta [f(w') + gamma/2 |w - w'
       examples (generated locally by the `mnist1d` package), anchored at
       weights trained for a few epochs with Adam.
 
-Samplers (`control_opt.estimators.LocalGibbsSampler`, the machinery of
+Samplers (`control_opt.mcmc.estimators.LocalGibbsSampler`, the machinery of
 `local_entropy_gradient`; 4 chains): our
 `StochasticGradientLangevin` (full-batch gradients in (a), minibatches of 100 in
 (b); uncalibrated), and tfp's MALA, HMC and NUTS with dual-averaging step-size
 adaptation during burn-in. Each sampler is one `tf.function`, called once to
 trace and warm up and then timed on a second call (burn-in plus `n` recorded
-steps; time per step = wall time / steps). ESS is pooled over chains (`tfp.mcmc.effective_sample_size`),
-summarized by its median and minimum over coordinates.
+steps; time per step = wall time / steps). ESS is the library's pooled
+multi-chain estimate (`control_opt.mcmc.diagnostics.effective_sample_size`,
+Vehtari et al. 2021 with Geyer's initial monotone sequence; positive by
+construction, at most N M log10(N M)), summarized by its median and minimum
+over coordinates. (tfp's cross-chain `effective_sample_size`, used before,
+reported a negative minimum for NUTS on the MLP.)
 
 Part (c): the error `|g_hat - g| / |g|` of the estimated local-entropy gradient
 `g_hat = gamma (w - <w'>)` against the closed form on (a), as a function of the
@@ -187,7 +191,9 @@ def main(argv=None):
         "examples, gamma = 1, beta = 1000, anchored at Adam-trained weights (SGLD: minibatches of 100). "
         "4 chains each; each sampler is one tf.function, traced and warmed up by a first call and timed on a second "
         "(burn-in + n steps; ms/step = wall time / steps; ESS/s = ESS / (n steps x ms/step)); "
-        "ESS pooled over chains. `mala` is tfp HMC with one leapfrog step (exactly MALA, adaptable step). "
+        "ESS pooled over chains (Vehtari et al. 2021, `control_opt.mcmc.diagnostics.effective_sample_size`; always "
+        "positive, <= N M log10(N M); an earlier version of this table used tfp's cross-chain ESS, which gave a "
+        "negative minimum for NUTS on the MLP). `mala` is tfp HMC with one leapfrog step (exactly MALA, adaptable step). "
         "SGLD is uncalibrated: its ESS counts samples of a biased chain (for (a) its mean is exact, "
         "its covariance inflated by 1/(1 - eta' lambda/2)).",
         markdown_table(header, rows),

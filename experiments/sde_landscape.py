@@ -30,7 +30,7 @@ shows the landscapes and their smoothings, sample paths and the end points.
 
 The landscapes are `experiments.landscapes.VALLEYS`; the chain's step comes from
 Entropy-SGD's parameters through the library's map
-(`StochasticGradientLangevin.from_entropy_sgd`). `main()` only parses flags
+(`control_opt.formulas.local_entropy.sgld_parameters`). `main()` only parses flags
 (derived from `LandscapeConfig` by `experiments.config_flags`); the work is in
 `run_experiment(config, workdir)`.
 
@@ -56,7 +56,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from control_opt._internal.atomic import atomic_write
-from control_opt.mcmc.sgld_kernel import StochasticGradientLangevin
+from control_opt.formulas import local_entropy
 from control_opt.pde import hopf_lax, viscous_hj
 from control_opt.sde.controls import Control, GreedyControl, HopfLaxControl, LocalEntropyControl
 from control_opt.sde.simulate import simulate_sde
@@ -168,13 +168,11 @@ def sgld_parameters(config: LandscapeConfig, landscape: Landscape):
     The chain is Entropy-SGD's inner loop with Langevin learning rate
     eta' = `inner_learning_rate` and thermal noise eps = gibbs_beta^(-1/2); the
     map (eta', eps) -> (h, beta) is the library's
-    (`StochasticGradientLangevin.from_entropy_sgd`: beta = 1/eps^2, h = 2 eps^2 eta'),
-    read off a kernel built (without evaluating the loss) for that purpose.
+    (`control_opt.formulas.local_entropy.sgld_parameters`: beta = 1/eps^2, h = 2 eps^2 eta').
     """
-    kernel = StochasticGradientLangevin.from_entropy_sgd(
-        landscape.loss, tf.zeros([landscape.dim]), langevin_learning_rate=config.inner_learning_rate,
-        noise=config.gibbs_beta ** -0.5, gamma=config.gamma, validate_args=False)
-    return float(kernel.step_size), float(kernel.beta)
+    del landscape  # the map does not depend on the loss
+    step_size, beta = local_entropy.sgld_parameters(config.inner_learning_rate, config.gibbs_beta ** -0.5)
+    return float(step_size), float(beta)
 
 
 def _controls(landscape, config, smoothed):

@@ -8,6 +8,9 @@ vectorized with `tf.vectorized_map`, so a user writes `f` once, unbatched.
 
 from __future__ import annotations
 
+import inspect
+import weakref
+
 import numpy as np
 import tensorflow as tf
 
@@ -92,8 +95,9 @@ def batched_loss(loss_fn, state, batch_ndims, *args):
     return tf.reshape(values, batch_shape)
 
 
-def scalar_loss(value):
+def scalar_loss(value, name="loss_fn"):
     value = tf.convert_to_tensor(value)
+    check_floating_loss(value, name)
     if value.shape.rank not in (None, 0):
         raise ValueError(
             f"`loss_fn` must return a scalar for one weight structure, got shape {value.shape}; "
@@ -119,23 +123,66 @@ def batched_value_and_gradient(loss_fn, state, batch_ndims, *args):
     return values, tf.nest.pack_sequence_as(state, grads)
 
 
-def evaluate_loss_at(loss_fn, w, name, w_name, *args):
+def check_floating_loss(value, name="loss_fn"):
+    """Reject a loss of integer (or bool, complex) dtype with a clear error.
+
+    An integer-valued loss has no gradient, and inside the samplers' loops its
+    dtype clashes with the floating state (a cryptic `tf.while_loop` dtype
+    error); the library does not cast it silently.
+    """
+    if not (value.dtype.is_floating):
+        raise ValueError(
+            f"`{name}` must return a floating-point value (a loss with a gradient), got dtype {value.dtype.name}; "
+            "cast it in `" + name + "`, e.g. `tf.cast(..., tf.float32)`."
+        )
+
+
+def _describe(w):
+    flat = [np.asarray(t) for t in tf.nest.flatten(w)]
+    if sum(a.size for a in flat) <= 8:
+        return repr(tf.nest.pack_sequence_as(w, [a.tolist() for a in flat]))
+    return f"(structure {tf.nest.map_structure(lambda t: tuple(t.shape), w)})"
+
+
+def evaluate_loss_at(loss_fn, w, name, w_name, *args, check_finite=True, check_gradient=False):
     """Call `loss_fn(w, *args)` once to catch a mismatch between the loss and `w` early.
 
     Returns the (scalar) loss; any error of the call is re-raised as a
-    `ValueError` that names both arguments.
+    `ValueError` that names both arguments. A loss of integer dtype is an
+    error (see `check_floating_loss`). With `check_finite` (eager values only)
+    a NaN/Inf loss, and with `check_gradient` a NaN/Inf gradient, at `w` is
+    reported as a property of the loss at that point, before any sampler
+    step could be blamed for it.
     """
     if not callable(loss_fn):
         raise ValueError(f"`{name}` must be callable, got {type(loss_fn).__name__}.")
+    flat = tf.nest.flatten(w)
     try:
-        value = tf.convert_to_tensor(loss_fn(w, *args))
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            for part in flat:
+                tape.watch(part)
+            value = tf.convert_to_tensor(loss_fn(tf.nest.pack_sequence_as(w, flat), *args))
     except (TypeError, ValueError, KeyError, IndexError, AttributeError, tf.errors.InvalidArgumentError) as error:
         raise ValueError(
             f"`{name}` cannot be evaluated at `{w_name}` (structure {tf.nest.map_structure(lambda t: t.shape, w)}): "
             f"{type(error).__name__}: {error}"
         ) from error
+    check_floating_loss(value, name)
     if value.shape.rank not in (None, 0):
         raise ValueError(f"`{name}` must return a scalar at `{w_name}`, got shape {value.shape}.")
+    eager = tf.executing_eagerly() and all(hasattr(t, "numpy") for t in flat)
+    if check_finite and eager and not np.isfinite(value.numpy()):
+        raise ValueError(
+            f"`{name}` is {value.numpy()} at `{w_name}` = {_describe(w)}: the loss itself is not finite at the "
+            f"starting point (before any step of the sampler); fix `{name}` or choose another `{w_name}`."
+        )
+    if check_gradient and eager:
+        grads = tape.gradient(value, flat, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        if not all(np.all(np.isfinite(g.numpy())) for g in grads):
+            raise ValueError(
+                f"the gradient of `{name}` contains NaN or Inf at `{w_name}` = {_describe(w)}: the loss is not "
+                f"differentiable there (before any step of the sampler); fix `{name}` or choose another `{w_name}`."
+            )
     return value
 
 
@@ -146,3 +193,63 @@ def squared_norm(structure, batch_ndims):
         axes = list(range(batch_ndims, part.shape.rank))
         total = total + tf.reduce_sum(tf.square(part), axis=axes)
     return total
+
+
+class TraceCache:
+    """`tf.function`s cached per owner callable (held weakly) and a static key: one trace per signature.
+
+    `get(owner, key, build)` returns the function built by `build(owner_ref)`
+    for `(owner, key)`, building it once. `owner_ref()` returns the owner (a
+    weak reference where the owner allows one, so a cached function does not
+    keep the user's loss or control alive). Owners that cannot be weakly
+    referenced or hashed are not cached (a new function per call). At most
+    `maxsize` keys are kept per owner (oldest dropped first).
+    """
+
+    def __init__(self, maxsize=16):
+        self._tables = weakref.WeakKeyDictionary()
+        self._maxsize = maxsize
+
+    def get(self, owner, key, build):
+        try:
+            if inspect.ismethod(owner):  # a bound method is a new object at every access: key on its instance
+                table = self._tables.setdefault(owner.__self__, {})
+                owner_ref, key = weakref.WeakMethod(owner), (owner.__func__, key)
+            else:
+                table = self._tables.setdefault(owner, {})
+                owner_ref = weakref.ref(owner)
+            hash(key)
+        except TypeError:
+            return build(lambda: owner)
+        fn = table.get(key)
+        if fn is None:
+            if len(table) >= self._maxsize:
+                table.pop(next(iter(table)))
+            fn = table[key] = _QuietFirstCall(build(owner_ref))
+        return fn
+
+
+class _QuietFirstCall:
+    """Calls `fn`; its first call (its one trace) without TensorFlow's "frequent retracing" warning.
+
+    TensorFlow counts traces per Python code object, so the first traces of
+    the cached functions of different owners (which share their code) read
+    as retracing of one function; they are not.
+    """
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.called = False
+
+    def __call__(self, *args, **kwargs):
+        if self.called:
+            return self.fn(*args, **kwargs)
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel("ERROR")
+        try:
+            result = self.fn(*args, **kwargs)
+        finally:
+            logger.setLevel(level)
+        self.called = True
+        return result

@@ -121,6 +121,18 @@ def _is_python_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def sgld_parameters(langevin_learning_rate, noise):
+    """`(h, beta)` of the SGLD chain that is Entropy-SGD's inner step (docs/math.md section 3).
+
+    Entropy-SGD writes the inner step `w' <- w' - eta' [g + gamma (w' - w)] + eps
+    sqrt(2 eta') xi`; Langevin dynamics for `exp(-beta U)` with step `h` writes
+    `w' <- w' - (h beta / 2) grad U + sqrt(h) xi`. They are one step when
+
+        beta = 1 / eps^2,      h = 2 eps^2 eta'.
+    """
+    return 2.0 * noise**2 * langevin_learning_rate, 1.0 / noise**2
+
+
 def running_mean(mean, probe, decay):
     """`mu <- beta1 mu + (1 - beta1) w'`; `decay` is beta1, the weight of the old mean."""
     return decay * mean + (1.0 - decay) * probe

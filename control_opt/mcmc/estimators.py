@@ -6,10 +6,16 @@
 (Chaudhari et al., Entropy-SGD [1], eq. 7; the viscous-HJ control of Deep
 Relaxation [2] with `gamma = 1/t`). `local_entropy_gradient` runs
 `num_chains` independent chains of a chosen kernel on that measure and
-reports the estimate with its effective sample size (`tfp.mcmc.
-effective_sample_size`, pooled over chains), the potential scale reduction
-R-hat (Gelman-Rubin, `tfp.mcmc.potential_scale_reduction`) and, for the
-Metropolis-adjusted kernels, the acceptance rate.
+reports the estimate with its effective sample size (`effective_sample_size`:
+the rank-free pooled multi-chain ESS of Vehtari et al. [5], always positive),
+the potential scale reduction R-hat (Gelman-Rubin,
+`tfp.mcmc.potential_scale_reduction`), for the Metropolis-adjusted kernels the
+acceptance rate and, for the unadjusted SGLD, a discretization-bias diagnostic
+(the estimate repeated at half the step; docs/math.md section 3).
+
+The sampling runs in one `tf.function` per static configuration (loss, kernel,
+chain counts, structure of `w`), cached: repeated calls with new values of
+`w`, `gamma`, `beta`, `step_size` or `seed` do not retrace.
 
 Kernels: "sgld" (`StochasticGradientLangevin`, minibatches through
 `batch_fn`; not calibrated), "mala", "hmc", "nuts" (tfp's, on the full-data
@@ -28,11 +34,15 @@ References:
       Langevin dynamics. ICML 2011.
   [4] R. M. Neal. MCMC using Hamiltonian dynamics. Handbook of Markov Chain
       Monte Carlo, 2011, section 5.2 (one leapfrog step is Langevin/MALA).
+  [5] A. Vehtari, A. Gelman, D. Simpson, B. Carpenter, P.-C. Buerkner.
+      Rank-normalization, folding, and localization: an improved R-hat for
+      assessing convergence of MCMC. Bayesian Analysis 16(2), 2021, eqs. 9-11
+      (multi-chain autocorrelation, Geyer's initial monotone sequence).
 """
 
 from __future__ import annotations
 
-import math
+import collections
 import warnings
 from typing import Any, NamedTuple
 
@@ -41,11 +51,16 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from control_opt._internal import checks, sampling, structures
+from control_opt.mcmc.diagnostics import effective_sample_size
 from control_opt.mcmc.gibbs import local_gibbs_log_prob
 from control_opt.formulas.local_entropy import local_entropy_control
-from control_opt.mcmc.sgld_kernel import StochasticGradientLangevin, default_step_size
+from control_opt.mcmc.sgld_kernel import StochasticGradientLangevin, curvature_step_size
 
-__all__ = ["KERNELS", "LocalEntropyEstimate", "LocalGibbsSampler", "local_entropy_gradient"]
+__all__ = ["KERNELS", "LocalEntropyEstimate", "LocalGibbsSampler", "effective_sample_size", "local_entropy_gradient"]
+
+# Traces of the cached sampling functions (a Python side effect of tracing), for tests.
+TRACE_COUNT = collections.Counter()
+_CACHE = structures.TraceCache()
 
 KERNELS = ("sgld", "mala", "hmc", "nuts")
 
@@ -68,6 +83,13 @@ class LocalEntropyEstimate(NamedTuple):
       step_size: the (final, adapted) step size of the kernel.
       samples: with `return_samples`, shape `[num_results, num_chains, ...]`
         per part; else None.
+      bias: SGLD only (else None): the Richardson estimate `2 (mean_h - mean_{h/2})`
+        of the O(h) discretization bias of `mean`, from a second set of
+        chains run at half the step. Read the estimate as
+        `mean +- (standard_error + |bias|)`; a `bias` beyond `bias_standard_error`
+        says the step is too large.
+      bias_standard_error: Monte Carlo standard error of `bias`,
+        `2 sqrt(se_h^2 + se_{h/2}^2)` (None where `bias` is None).
     """
 
     mean: Any
@@ -78,6 +100,8 @@ class LocalEntropyEstimate(NamedTuple):
     acceptance_rate: Any
     step_size: Any
     samples: Any
+    bias: Any = None
+    bias_standard_error: Any = None
 
 
 def _find_field(results, name):
@@ -101,19 +125,6 @@ def _final_step_size(results, default, dtype):
     return tf.cast(tf.nest.flatten(value)[0], dtype)
 
 
-def _effective_sample_size(samples, num_chains):
-    """ESS per coordinate of `samples` `[num_results, num_chains, ...]`, pooled over chains."""
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel("ERROR")  # tfp's FFT autocorrelation logs a complex-to-real cast warning on every call
-    try:
-        if num_chains > 1:
-            return tfp.mcmc.effective_sample_size(samples, filter_beyond_positive_pairs=True, cross_chain_dims=1)
-        return tfp.mcmc.effective_sample_size(samples[:, 0], filter_beyond_positive_pairs=True)
-    finally:
-        logger.setLevel(level)
-
-
 def local_entropy_gradient(
     loss_fn,
     w,
@@ -130,6 +141,7 @@ def local_entropy_gradient(
     max_tree_depth=6,
     batch_fn=None,
     adapt_step_size=True,
+    estimate_bias=True,
     return_samples=False,
     jit_compile=False,
 ):
@@ -147,8 +159,9 @@ def local_entropy_gradient(
       >>> est.gradient  # closed form: gamma A w / (A + gamma) = [0.5, 0.8]
 
     Args:
-      loss_fn: `f` for one weight structure, returning a scalar; with
-        `batch_fn` (SGLD only) called as `loss_fn(w', batch)`.
+      loss_fn: `f` for one weight structure, returning a floating-point scalar
+        (an integer dtype is an error: it has no gradient); with `batch_fn`
+        (SGLD only) called as `loss_fn(w', batch)`.
       w: the anchor, a tensor or nested structure of tensors.
       gamma: scope `> 0`.
       beta: inverse temperature `> 0`.
@@ -160,15 +173,18 @@ def local_entropy_gradient(
       num_burnin_steps: discarded steps per chain.
       num_chains: independent chains (>= 2 for R-hat).
       seed: a stateless seed.
-      step_size: the kernel's (initial) step size; default
-        `default_step_size(beta, gamma)` for SGLD (the `h` of Welling-Teh)
-        and the leapfrog step `0.5 / sqrt(beta (gamma + 1))` for the others
-        (MALA's `h` is its square).
+      step_size: the kernel's (initial) step size; default for SGLD
+        `curvature_step_size`: `eta' (lambda_max + gamma) = 0.2` with
+        `lambda_max` the largest curvature of `f` at `w` (power iteration on
+        Hessian-vector products) and `h = 2 eta' / beta`; for the others the
+        leapfrog step `0.5 / sqrt(beta (gamma + 1))` (MALA's `h` is its square).
       num_leapfrog_steps: HMC's leapfrog steps.
       max_tree_depth: NUTS's tree depth limit (at most `2^depth` gradients per step).
       batch_fn: optional `batch_fn(seed) -> batch` for SGLD's minibatches.
       adapt_step_size: dual-averaging adaptation for MALA/HMC/NUTS over the
         first 80% of burn-in.
+      estimate_bias: SGLD only: also run the chains at half the step and
+        report the bias diagnostic `bias` (doubles the cost).
       return_samples: keep the samples in the result.
       jit_compile: compile the sampling with XLA.
 
@@ -177,32 +193,91 @@ def local_entropy_gradient(
 
     Raises:
       ValueError: a bad argument (named), NaN in `w`, a `loss_fn` that cannot
-        be evaluated at `w`, or a run that produced NaN/Inf samples.
+        be evaluated at `w`, returns a non-float, or is (or has a gradient)
+        NaN/Inf at `w`, or a run that produced NaN/Inf samples.
     """
     num_results = checks.check_int("num_results", num_results, 2)
     num_chains = checks.check_int("num_chains", num_chains, 1)
+    num_burnin_steps = checks.check_int("num_burnin_steps", num_burnin_steps, 0)
     if seed is None:
         raise ValueError("`seed` must be given (explicit stateless seeds).")
-    sampler = LocalGibbsSampler(
-        loss_fn,
-        w,
-        gamma=gamma,
-        beta=beta,
+    checks.check_positive("gamma", gamma, tensor=True)
+    checks.check_positive("beta", beta, tensor=True)
+    if step_size is not None:
+        checks.check_positive("step_size", step_size, tensor=True)
+    _check_kernel(kernel, batch_fn)
+    w = structures.check_finite(structures.as_tensors(w, "w"), "w")
+    probe_batch = () if batch_fn is None else (batch_fn(tf.constant([0, 0], tf.int32)),)
+    structures.evaluate_loss_at(loss_fn, w, "loss_fn", "w", *probe_batch, check_gradient=True)
+    dtype = tf.nest.flatten(w)[0].dtype
+    bias_run = bool(estimate_bias) and kernel == "sgld"
+    if step_size is None:
+        step_size = _default_step(loss_fn, w, gamma, beta, kernel, probe_batch)
+    settings = dict(
         kernel=kernel,
         num_burnin_steps=num_burnin_steps,
-        step_size=step_size,
         num_leapfrog_steps=num_leapfrog_steps,
         max_tree_depth=max_tree_depth,
         batch_fn=batch_fn,
         adapt_step_size=adapt_step_size,
     )
 
-    def sample(seed):
-        return sampler.sample(num_results, num_chains, seed=seed)
+    def build(loss_ref):
+        def run(w, gamma, beta, step_size, seed):
+            TRACE_COUNT["local_entropy_gradient"] += 1
+            sampler = LocalGibbsSampler(loss_ref(), w, gamma=gamma, beta=beta, step_size=step_size, **settings)
+            main_seed, half_seed = tf.unstack(sampling.split_seed(seed, 2, "bias_check"))
+            out = sampler.sample(num_results, num_chains, seed=main_seed if bias_run else seed)
+            if not bias_run:
+                return out, ()
+            half = LocalGibbsSampler(loss_ref(), w, gamma=gamma, beta=beta, step_size=step_size / 2.0, **settings)
+            return out, half.sample(num_results, num_chains, seed=half_seed)[0]
 
+        if not tf.executing_eagerly():
+            return run
+        return tf.function(run, jit_compile=jit_compile, autograph=False)
+
+    key = (
+        tuple(sorted((k, v) for k, v in settings.items() if k != "kernel")),
+        kernel,
+        num_results,
+        num_chains,
+        bias_run,
+        bool(jit_compile),
+    )
     if tf.executing_eagerly():
-        sample = tf.function(sample, jit_compile=jit_compile, autograph=False)
-    return sampler.summarize(*sample(tfp.random.sanitize_seed(seed)), return_samples=return_samples)
+        run = _CACHE.get(loss_fn, key, build)
+    else:
+        run = build(lambda: loss_fn)
+    as_value = lambda v: tf.cast(v, dtype)
+    out, half_samples = run(w, as_value(gamma), as_value(beta), as_value(step_size), tfp.random.sanitize_seed(seed))
+    single = len(tf.nest.flatten(w)) == 1 and not tf.nest.is_nested(w)
+    estimate = _summarize(w, gamma, single, *out, return_samples=return_samples)
+    if bias_run:
+        half = _summarize(w, gamma, single, half_samples, (), out[2])
+        bias = tf.nest.map_structure(lambda m, m_half: 2.0 * (m - m_half), estimate.mean, half.mean)
+        bias_se = tf.nest.map_structure(
+            lambda se, se_half: 2.0 * tf.sqrt(tf.square(se) + tf.square(se_half)),
+            estimate.standard_error,
+            half.standard_error,
+        )
+        estimate = estimate._replace(bias=bias, bias_standard_error=bias_se)
+    return estimate
+
+
+def _check_kernel(kernel, batch_fn):
+    if not (callable(kernel) or kernel in KERNELS):
+        raise ValueError(f"`kernel` must be one of {KERNELS} or a callable building a TransitionKernel, got {kernel!r}.")
+    if batch_fn is not None and kernel != "sgld":
+        raise ValueError("`batch_fn` is for the 'sgld' kernel; calibrated kernels need the full-data target.")
+    checks.check_callable("batch_fn", batch_fn, "batch_fn(seed) -> batch")
+
+
+def _default_step(loss_fn, w, gamma, beta, kernel, probe_batch):
+    """SGLD: `curvature_step_size` at the anchor; the others: leapfrog step `0.5 / sqrt(beta (gamma + 1))`."""
+    if kernel == "sgld":
+        return curvature_step_size(loss_fn, w, beta, gamma, *probe_batch)
+    return 0.5 * tf.math.rsqrt(tf.cast(beta, tf.float64) * (tf.cast(gamma, tf.float64) + 1.0))
 
 
 class LocalGibbsSampler:
@@ -236,11 +311,7 @@ class LocalGibbsSampler:
         self.num_burnin_steps = checks.check_int("num_burnin_steps", num_burnin_steps, 0)
         if step_size is not None:
             checks.check_positive("step_size", step_size, tensor=True)
-        if not (callable(kernel) or kernel in KERNELS):
-            raise ValueError(f"`kernel` must be one of {KERNELS} or a callable building a TransitionKernel, got {kernel!r}.")
-        if batch_fn is not None and kernel != "sgld":
-            raise ValueError("`batch_fn` is for the 'sgld' kernel; calibrated kernels need the full-data target.")
-        checks.check_callable("batch_fn", batch_fn, "batch_fn(seed) -> batch")
+        _check_kernel(kernel, batch_fn)
         self.gamma, self.beta = gamma, beta
         self.w = w = structures.check_finite(structures.as_tensors(w, "w"), "w")
         self._flat_w = flat_w = tf.nest.flatten(w)
@@ -253,19 +324,20 @@ class LocalGibbsSampler:
             return loss_fn(tf.nest.pack_sequence_as(w, parts), *args)
 
         probe_batch = () if batch_fn is None else (batch_fn(tf.constant([0, 0], tf.int32)),)
-        structures.evaluate_loss_at(loss_fn, w, "loss_fn", "w", *probe_batch)
+        structures.evaluate_loss_at(loss_fn, w, "loss_fn", "w", *probe_batch, check_gradient=True)
         self._dtype = dtype = flat_w[0].dtype
+        if step_size is None:
+            step_size = _default_step(loss_fn, w, gamma, beta, kernel, probe_batch)
 
         if kernel == "sgld":
-            h = default_step_size(beta, gamma) if step_size is None else step_size
+            h = tf.cast(step_size, dtype)
             transition = StochasticGradientLangevin(
                 flat_loss, anchor, step_size=h, beta=beta, gamma=gamma, batch_fn=batch_fn, validate_args=False
             )
             self._initial_step = h
         else:
             target = local_gibbs_log_prob(flat_loss, anchor, gamma=gamma, beta=beta)
-            initial_step = 0.5 / math.sqrt(float(beta) * (float(gamma) + 1.0)) if step_size is None else step_size
-            self._initial_step = initial_step = tf.constant(initial_step, dtype)
+            self._initial_step = initial_step = tf.cast(step_size, dtype)
             if callable(kernel):
                 transition = kernel(target)
                 if not isinstance(transition, tfp.mcmc.TransitionKernel):
@@ -294,7 +366,8 @@ class LocalGibbsSampler:
 
     def initial_state(self, num_chains, seed):
         """`num_chains` states `w + xi / sqrt(beta gamma)` in tfp's convention (flat list, or one tensor)."""
-        spread = 1.0 / math.sqrt(float(self.beta) * float(self.gamma))
+        dtype = self._dtype
+        spread = tf.math.rsqrt(tf.cast(self.beta, dtype) * tf.cast(self.gamma, dtype))
         batched = [tf.tile(a[tf.newaxis], [num_chains] + [1] * a.shape.rank) for a in self._flat_w]
         noise = sampling.standard_normal_like(batched, seed, "chain_start")
         start = [a + tf.cast(spread, a.dtype) * x for a, x in zip(batched, noise)]
@@ -324,34 +397,41 @@ class LocalGibbsSampler:
 
     def summarize(self, samples, accepted, final_step_size, *, return_samples=False):
         """The `LocalEntropyEstimate` of samples `[num_results, num_chains, ...]` (per part)."""
-        sample_parts = [samples] if self._single else list(samples)
-        if tf.executing_eagerly() and not all(np.all(np.isfinite(s.numpy())) for s in sample_parts):
-            raise ValueError("the chains produced NaN or Inf: reduce `step_size` (the sampler diverged).")
-        num_chains = sample_parts[0].shape[1]
-        means, ess, stderr, rhat = [], [], [], []
-        for part in sample_parts:
-            means.append(tf.reduce_mean(part, axis=[0, 1]))
-            n_eff = _effective_sample_size(part, num_chains)
-            ess.append(n_eff)
-            sd = tf.math.reduce_std(part, axis=[0, 1])
-            stderr.append(sd / tf.sqrt(tf.maximum(tf.cast(n_eff, sd.dtype), 1.0)))
-            if num_chains > 1:
-                rhat.append(tfp.mcmc.potential_scale_reduction(part, independent_chain_ndims=1))
-        pack = lambda parts: tf.nest.pack_sequence_as(self.w, parts)
-        mean = pack(means)
-        gradient = tf.nest.map_structure(
-            lambda anchor_part, m: local_entropy_control(anchor_part, m, tf.cast(self.gamma, anchor_part.dtype)),
-            self.w,
-            mean,
+        return _summarize(self.w, self.gamma, self._single, samples, accepted, final_step_size,
+                          return_samples=return_samples)
+
+
+def _summarize(w, gamma, single, samples, accepted, final_step_size, *, return_samples=False):
+    """The `LocalEntropyEstimate` of samples `[num_results, num_chains, ...]` (per part of `w`)."""
+    sample_parts = [samples] if single else list(samples)
+    if tf.executing_eagerly() and not all(np.all(np.isfinite(s.numpy())) for s in sample_parts):
+        raise ValueError(
+            "the chains produced NaN or Inf although `loss_fn` and its gradient are finite at `w`: the sampler "
+            "diverged (reduce `step_size`) or `loss_fn` is not finite where the chains went."
         )
-        acceptance = tf.reduce_mean(accepted) if tf.nest.flatten(accepted) else None
-        return LocalEntropyEstimate(
-            mean=mean,
-            gradient=gradient,
-            effective_sample_size=pack(ess),
-            standard_error=pack(stderr),
-            r_hat=pack(rhat) if num_chains > 1 else None,
-            acceptance_rate=acceptance,
-            step_size=final_step_size,
-            samples=pack(sample_parts) if return_samples else None,
-        )
+    num_chains = sample_parts[0].shape[1]
+    means, ess, stderr, rhat = [], [], [], []
+    for part in sample_parts:
+        means.append(tf.reduce_mean(part, axis=[0, 1]))
+        n_eff = effective_sample_size(part)
+        ess.append(n_eff)
+        sd = tf.math.reduce_std(part, axis=[0, 1])
+        stderr.append(sd / tf.sqrt(tf.cast(n_eff, sd.dtype)))
+        if num_chains > 1:
+            rhat.append(tfp.mcmc.potential_scale_reduction(part, independent_chain_ndims=1))
+    pack = lambda parts: tf.nest.pack_sequence_as(w, parts)
+    mean = pack(means)
+    gradient = tf.nest.map_structure(
+        lambda anchor_part, m: local_entropy_control(anchor_part, m, tf.cast(gamma, anchor_part.dtype)), w, mean
+    )
+    acceptance = tf.reduce_mean(accepted) if tf.nest.flatten(accepted) else None
+    return LocalEntropyEstimate(
+        mean=mean,
+        gradient=gradient,
+        effective_sample_size=pack(ess),
+        standard_error=pack(stderr),
+        r_hat=pack(rhat) if num_chains > 1 else None,
+        acceptance_rate=acceptance,
+        step_size=final_step_size,
+        samples=pack(sample_parts) if return_samples else None,
+    )

@@ -1,7 +1,7 @@
 """Controls `a(w, s)` of the training SDE `dw = -a(w, s) ds + sqrt(2/beta) dB`.
 
 Every optimizer of the library is this SDE with a control `a = grad u`, `u` a
-smoothed loss (DESIGN.md section 1; Chaudhari et al., Deep Relaxation [2]):
+smoothed loss (docs/math.md section 1; Chaudhari et al., Deep Relaxation [2]):
 
     GreedyControl          a = grad f(w)                        u = f (SGD)
     LocalEntropyControl    a = gamma (w - <w'>)                  u = local entropy, the
@@ -60,10 +60,16 @@ class Control:
             raise ValueError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}.")
         self.loss_fn = loss_fn
         self._traced = tf.function(self.evaluate, autograph=False)
+        self._traced_gradient = tf.function(self._gradient, autograph=False)
+
+    def _gradient(self, w):
+        return structures.batched_value_and_gradient(self.loss_fn, w, _PATHS_AXIS)[1]
 
     def gradient(self, w):
-        """`grad f(w)` for every path."""
-        return structures.batched_value_and_gradient(self.loss_fn, w, _PATHS_AXIS)[1]
+        """`grad f(w)` for every path (in one cached `tf.function` when called eagerly)."""
+        if tf.executing_eagerly():
+            return self._traced_gradient(structures.as_tensors(w, "w"))
+        return self._gradient(w)
 
     def evaluate(self, w, s, seed):
         """The control `a(w, s)`; `seed` is a shape-[2] int32 tensor or None."""
@@ -201,7 +207,7 @@ class HopfLaxControl(Control):
     """`a(w, s) = p*` with `p* = grad f(w - t p*)`: the Hopf-Lax (proximal) control.
 
     `p*` is the gradient of the Moreau envelope `u(w, t) = min_y f(y) +
-    |w - y|^2/(2t)` and `w - t p*` the proximal point (DESIGN.md section 4);
+    |w - y|^2/(2t)` and `w - t p*` the proximal point (docs/math.md section 4);
     it is found by `control_opt.pde.pointwise.proximal_point` (damped
     fixed-point iteration), run on all paths at once. `t = 1/gamma` relates it
     to the local-entropy control, its viscous counterpart. A path whose
@@ -223,7 +229,15 @@ class HopfLaxControl(Control):
         self.tolerance = tolerance
 
     def report(self, w, s):
-        """`ProximalPointResults` of the fixed-point iteration at every path."""
+        """`ProximalPointResults` of the fixed-point iteration at every path (one cached `tf.function` eagerly)."""
+        if tf.executing_eagerly():
+            if not hasattr(self, "_traced_report"):
+                self._traced_report = tf.function(self._report, autograph=False)
+            w = structures.as_tensors(w, "w")
+            return self._traced_report(w, tf.convert_to_tensor(s, tf.nest.flatten(w)[0].dtype))
+        return self._report(w, s)
+
+    def _report(self, w, s):
         return proximal_point(
             self.gradient,
             w,

@@ -1,7 +1,7 @@
 """Euler-Maruyama simulation of the controlled training SDE and its control cost.
 
 Training as stochastic optimal control (Chaudhari et al., Deep Relaxation [1],
-section 2; DESIGN.md section 1):
+section 2; docs/math.md section 1):
 
     dw = -a(w, s) ds + sqrt(2 / beta) dB(s),      0 <= s <= T,
 
@@ -9,7 +9,8 @@ with cost, per path,
 
     C = f(w(T)) + 1/2 ∫_0^T |a(w(s), s)|^2 ds.
 
-Euler-Maruyama with `N = T / dt` steps, `s_n = n dt`:
+Euler-Maruyama with `N = round(T / dt)` steps (`dt <= T` required) of size
+`T / N`, `s_n = n T / N`:
 
     w_{n+1} = w_n - a(w_n, s_n) dt + sqrt(2 dt / beta) xi_n,     xi_n ~ N(0, I),
 
@@ -17,7 +18,10 @@ and the running cost by the left-point rule `1/2 sum_n |a(w_n, s_n)|^2 dt`.
 All paths are one batch (a leading paths axis on every part of `w`), the loop
 is a `tf.while_loop` inside one `tf.function`, and step `n` draws its noise
 and the control's seed from `fold_in(seed, n)`: the same seed gives the same
-paths, in eager mode, under `tf.function` and under XLA.
+paths, in eager mode, under `tf.function` and under XLA. The `tf.function` is
+cached per control and static configuration (terminal cost, recording,
+XLA; `t_final`, `dt`, `beta` and `seed` are tensor arguments), so repeated
+simulations with new numbers do not retrace (docs/math.md section 1).
 
 References:
   [1] P. Chaudhari, A. Oberman, S. Osher, S. Soatto, G. Carlier. Deep
@@ -28,6 +32,7 @@ References:
 
 from __future__ import annotations
 
+import collections
 import math
 from typing import Any, NamedTuple
 
@@ -36,8 +41,13 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from control_opt._internal import checks, sampling, structures
+from control_opt.sde import controls as _controls
 
 __all__ = ["SDEResult", "simulate_sde"]
+
+# Traces of the cached simulation functions (a Python side effect of tracing), for tests.
+TRACE_COUNT = collections.Counter()
+_CACHE = structures.TraceCache()
 
 
 class SDEResult(NamedTuple):
@@ -68,10 +78,15 @@ class SDEResult(NamedTuple):
 
 
 def _num_steps(t_final, dt):
-    steps = int(round(float(t_final) / float(dt)))
-    if steps < 1:
-        raise ValueError(f"`dt` ({dt}) must not exceed `t_final` ({t_final}).")
-    return steps
+    """`N = round(t_final / dt)` steps of size `t_final / N`; `dt > t_final` is an error.
+
+    With `dt <= t_final`, `N >= 1` and the step used is within a factor
+    `[2/3, 2]` of `dt` (e.g. `dt = 0.7, t_final = 1` gives one step of 1).
+    """
+    t_final, dt = float(t_final), float(dt)
+    if dt > t_final * (1.0 + 1e-12):
+        raise ValueError(f"`dt` ({dt}) must not exceed `t_final` ({t_final}): N = round(t_final / dt) >= 1 steps.")
+    return max(1, int(round(t_final / dt)))
 
 
 def simulate_sde(
@@ -103,7 +118,9 @@ def simulate_sde(
       w0: the initial weights, a tensor or nested structure, shared by every
         path (or, with `per_path_w0`, already carrying the paths axis).
       t_final: horizon `T > 0`.
-      dt: step `> 0`; rounded so that `N = round(T / dt)` steps tile `[0, T]`.
+      dt: step, `0 < dt <= t_final`; the simulation takes `N = round(T / dt)`
+        steps of size `T / N` (returned as `SDEResult.dt`), so they tile `[0, T]`
+        exactly. `dt > t_final` is an error (no rounding up to one step).
       beta: inverse temperature `> 0` (noise `sqrt(2/beta) dB`).
       num_paths: number of independent paths, a positive integer.
       seed: a stateless seed (int or shape-[2] int tensor).
@@ -119,8 +136,10 @@ def simulate_sde(
       An `SDEResult`.
 
     Raises:
-      ValueError: non-positive `t_final`, `dt`, `beta`, `num_paths`; NaN/Inf
-        in `w0`; a `terminal_cost` that cannot be evaluated at `w0`; a control
+      ValueError: non-positive `t_final`, `dt`, `beta`, `num_paths`; `dt >
+        t_final`; NaN/Inf in `w0`; a `terminal_cost` that cannot be evaluated
+        at `w0`, returns a non-float (no silent cast), or is NaN/Inf there (the
+        loss, not the simulation, is then named); a control
         that returns a structure or shape other than `w`'s; a simulation that
         produced NaN/Inf (eager mode; under `tf.function` an assertion fails).
     """
@@ -149,7 +168,8 @@ def simulate_sde(
         terminal_cost = getattr(control, "loss_fn", None)
     if terminal_cost is not None:
         one = tf.nest.map_structure(lambda x: x[0], w_start)
-        structures.evaluate_loss_at(terminal_cost, one, "terminal_cost", "w0")
+        name = "terminal_cost"  # the control's `loss_fn` by default
+        structures.evaluate_loss_at(terminal_cost, one, name, "w0", check_gradient=isinstance(control, _controls.Control))
 
     num_steps = _num_steps(t_final, dt)
     step = float(t_final) / num_steps
@@ -159,59 +179,29 @@ def simulate_sde(
     if recorded[-1] != num_steps:
         recorded.append(num_steps)
     seed = tfp.random.sanitize_seed(seed)
+    static_steps = num_steps if record_paths else None  # the recording schedule is static
 
-    def check_control(a, w):
-        try:
-            tf.nest.assert_same_structure(w, a)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"`control` must return the structure of `w`: {error}") from error
-        for a_part, w_part in zip(tf.nest.flatten(a), tf.nest.flatten(w)):
-            if not a_part.shape.is_compatible_with(w_part.shape):
-                raise ValueError(f"`control` returned a part of shape {a_part.shape} for `w` of shape {w_part.shape}.")
-        return tf.nest.map_structure(lambda a_part, w_part: tf.cast(a_part, w_part.dtype), a, w)
+    def build(control_ref):
+        def simulate(w_start, seed, step, noise_scale, num_steps):
+            TRACE_COUNT["simulate_sde"] += 1
+            return _simulate(control_ref(), terminal_cost, w_start, seed, step, noise_scale,
+                             static_steps if static_steps is not None else num_steps,
+                             recorded if record_paths else None)
 
-    def simulate(w_start, seed):
-        def body(n, w, running, arrays):
-            noise_seed, control_seed = tf.unstack(
-                sampling.split_seed(sampling.fold_in(seed, n), 2, "simulate_sde")
-            )
-            s = tf.cast(n, dtype) * step
-            a = check_control(control(w, s, seed=control_seed), w)
-            xi = sampling.standard_normal_like(w, noise_seed, "sde_noise")
-            w = tf.nest.map_structure(lambda w_, a_, x_: w_ - a_ * step + noise_scale * x_, w, a, xi)
-            running = running + 0.5 * step * structures.squared_norm(a, 1)
-            if record_paths:
-                slot = tf.searchsorted(tf.constant(recorded), tf.reshape(n + 1, [1]))[0]
-                write = tf.reduce_any(tf.equal(tf.constant(recorded), n + 1))
-                arrays = [
-                    tf.cond(write, lambda ta=ta, x=x: ta.write(slot, x), lambda ta=ta: ta)
-                    for ta, x in zip(arrays, tf.nest.flatten(w))
-                ]
-            return n + 1, w, running, arrays
+        if not tf.executing_eagerly():
+            return simulate
+        return tf.function(simulate, jit_compile=jit_compile, autograph=False)
 
-        arrays = []
-        if record_paths:
-            arrays = [
-                tf.TensorArray(part.dtype, size=len(recorded), element_shape=part.shape).write(0, part)
-                for part in tf.nest.flatten(w_start)
-            ]
-        running = tf.zeros([num_paths], dtype)
-        _, w, running, arrays = tf.while_loop(
-            lambda n, *_: n < num_steps,
-            body,
-            (tf.constant(0), w_start, running, arrays),
-            maximum_iterations=num_steps,
-        )
-        if terminal_cost is not None:
-            terminal = tf.cast(structures.batched_loss(terminal_cost, w, 1), dtype)
-        else:
-            terminal = tf.zeros([num_paths], dtype)
-        paths = tf.nest.pack_sequence_as(w_start, [ta.stack() for ta in arrays]) if record_paths else None
-        return w, running, terminal, paths
-
-    if tf.executing_eagerly():
-        simulate = tf.function(simulate, jit_compile=jit_compile, autograph=False)
-    w, running, terminal, paths = simulate(w_start, seed)
+    key = (terminal_cost, bool(record_paths), tuple(recorded) if record_paths else None, bool(jit_compile))
+    run = _CACHE.get(control, key, build) if tf.executing_eagerly() else build(lambda: control)
+    w, running, terminal, paths, initial = run(
+        w_start, seed, tf.constant(step, dtype), tf.constant(noise_scale, dtype), tf.constant(num_steps, tf.int32)
+    )
+    if terminal_cost is not None and tf.executing_eagerly() and not np.all(np.isfinite(initial.numpy())):
+        # Per path (with `per_path_w0` the paths start apart): the loss, not the simulation, is not finite.
+        bad = int(np.flatnonzero(~np.isfinite(initial.numpy()))[0])
+        raise ValueError(f"`terminal_cost` is {initial.numpy()[bad]} at `w0[{bad}]`: the loss itself is not finite "
+                         "at the starting point (before any step of the simulation).")
     cost = terminal + running
     mean = tf.reduce_mean(cost)
     stderr = (
@@ -223,8 +213,8 @@ def simulate_sde(
     if tf.executing_eagerly():
         if not all(np.all(np.isfinite(x.numpy())) for x in everything):
             raise ValueError(
-                "the simulation produced NaN or Inf (the control or the noise diverged): reduce `dt`, "
-                "check the control, or lower the temperature 1/`beta`."
+                "the simulation produced NaN or Inf (the control or the noise diverged; the terminal cost is finite "
+                "at `w0`): reduce `dt`, check the control, or lower the temperature 1/`beta`."
             )
     else:
         w = structures.check_finite(w, "final_state")
@@ -241,3 +231,57 @@ def simulate_sde(
         paths=paths,
         dt=step,
     )
+
+
+def _check_control(a, w):
+    try:
+        tf.nest.assert_same_structure(w, a)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"`control` must return the structure of `w`: {error}") from error
+    for a_part, w_part in zip(tf.nest.flatten(a), tf.nest.flatten(w)):
+        if not a_part.shape.is_compatible_with(w_part.shape):
+            raise ValueError(f"`control` returned a part of shape {a_part.shape} for `w` of shape {w_part.shape}.")
+    return tf.nest.map_structure(lambda a_part, w_part: tf.cast(a_part, w_part.dtype), a, w)
+
+
+def _simulate(control, terminal_cost, w_start, seed, step, noise_scale, num_steps, recorded):
+    """The Euler-Maruyama loop (graph code); `recorded` is None or the static list of recorded steps."""
+    dtype = tf.nest.flatten(w_start)[0].dtype
+    num_paths = tf.shape(tf.nest.flatten(w_start)[0])[0]
+
+    def body(n, w, running, arrays):
+        noise_seed, control_seed = tf.unstack(sampling.split_seed(sampling.fold_in(seed, n), 2, "simulate_sde"))
+        s = tf.cast(n, dtype) * step  # s_n: the control is evaluated at the left end of the step
+        a = _check_control(control(w, s, seed=control_seed), w)
+        xi = sampling.standard_normal_like(w, noise_seed, "sde_noise")
+        w = tf.nest.map_structure(lambda w_, a_, x_: w_ - a_ * step + noise_scale * x_, w, a, xi)
+        running = running + 0.5 * step * structures.squared_norm(a, 1)
+        if recorded is not None:
+            slot = tf.searchsorted(tf.constant(recorded), tf.reshape(n + 1, [1]))[0]
+            write = tf.reduce_any(tf.equal(tf.constant(recorded), n + 1))
+            arrays = [
+                tf.cond(write, lambda ta=ta, x=x: ta.write(slot, x), lambda ta=ta: ta)
+                for ta, x in zip(arrays, tf.nest.flatten(w))
+            ]
+        return n + 1, w, running, arrays
+
+    arrays = []
+    if recorded is not None:
+        arrays = [
+            tf.TensorArray(part.dtype, size=len(recorded), element_shape=part.shape).write(0, part)
+            for part in tf.nest.flatten(w_start)
+        ]
+    running = tf.zeros([num_paths], dtype)
+    _, w, running, arrays = tf.while_loop(
+        lambda n, *_: n < num_steps,
+        body,
+        (tf.constant(0), w_start, running, arrays),
+        maximum_iterations=num_steps,
+    )
+    if terminal_cost is not None:
+        terminal = tf.cast(structures.batched_loss(terminal_cost, w, 1), dtype)
+        initial = tf.cast(structures.batched_loss(terminal_cost, w_start, 1), dtype)  # checked for NaN by the caller
+    else:
+        terminal = initial = tf.zeros([num_paths], dtype)
+    paths = tf.nest.pack_sequence_as(w_start, [ta.stack() for ta in arrays]) if recorded is not None else None
+    return w, running, terminal, paths, initial

@@ -7,7 +7,7 @@ import tensorflow as tf
 from control_opt.formulas import local_entropy
 from control_opt.sde.controls import GreedyControl, HopfLaxControl, LocalEntropyControl
 from control_opt.sde.simulate import simulate_sde
-from tests.sde.conftest import Quadratic
+from tests.mcmc.conftest import Quadratic
 
 LAMBDA = np.array([0.5, 2.0])
 
@@ -76,11 +76,17 @@ def test_local_entropy_control_calls_the_one_langevin_step(monkeypatch):
 def test_controls_drive_an_sde_on_a_structure_of_weights():
     loss = lambda w: 0.5 * tf.reduce_sum(w["a"] ** 2) + 0.5 * tf.reduce_sum(w["b"] ** 2)
     w0 = {"a": tf.ones([2]), "b": tf.ones([2, 2])}
-    for control in (GreedyControl(loss), LocalEntropyControl(loss, gamma=1.0, beta=10.0, num_steps=5),
-                    HopfLaxControl(loss, t=1.0)):
-        result = simulate_sde(control, w0, t_final=0.2, dt=0.05, beta=100.0, num_paths=8, seed=0)
-        assert result.final_state["b"].shape == (8, 2, 2)
+    # f = 1/2 |w|^2: greedy a = w, Hopf-Lax a = w / (1 + t): E w(T) = (1 - c dt)^N w0 for the Euler recursion.
+    for control, c in ((GreedyControl(loss), 1.0), (HopfLaxControl(loss, t=1.0), 0.5),
+                       (LocalEntropyControl(loss, gamma=1.0, beta=10.0, num_steps=5), None)):
+        result = simulate_sde(control, w0, t_final=0.2, dt=0.05, beta=100.0, num_paths=400, seed=0)
+        assert result.final_state["b"].shape == (400, 2, 2)
         assert np.all(np.isfinite(result.control_cost.numpy()))
+        if c is not None:
+            for part in ("a", "b"):
+                x = result.final_state[part].numpy().reshape(400, -1)
+                sd = np.sqrt(2 * 0.05 / 100.0 * sum((1 - c * 0.05) ** (2 * k) for k in range(4)))
+                np.testing.assert_array_less(np.abs(x.mean(0) - (1 - c * 0.05) ** 4), 5 * sd / np.sqrt(400))
 
 
 @pytest.mark.parametrize(
@@ -103,3 +109,23 @@ def test_bad_arguments_name_the_argument(build, match):
 def test_local_entropy_control_needs_a_seed():
     with pytest.raises(ValueError, match="`seed`"):
         LocalEntropyControl(diagonal_loss, gamma=1.0, beta=1.0)(anchors(), 0.0)
+
+
+def test_local_entropy_control_carries_the_factor_gamma():
+    # f = lambda/2 w^2: a = gamma (w - <w'>) = lambda gamma w / (lambda + gamma) (docs/math.md section 3), gamma != 1.
+    gamma, beta = 2.5, 50.0
+    w_one = np.array([1.0, -0.6])
+    w = tf.constant(np.tile(w_one, (256, 1)), tf.float32)
+    control = LocalEntropyControl(diagonal_loss, gamma=gamma, beta=beta, step_size=0.002, num_steps=200,
+                                  num_burnin_steps=100)
+    a = control(w, 0.0, seed=[2, 2]).numpy()
+    expected = LAMBDA * gamma * w_one / (LAMBDA + gamma)
+    stderr = a.std(0) / np.sqrt(a.shape[0])
+    np.testing.assert_array_less(np.abs(a.mean(0) - expected), 5 * stderr + 1e-3)
+    # Control: without gamma (a = w - <w'> = lambda w / (lambda + gamma)) the closed form is missed.
+    assert np.all(np.abs(a.mean(0) - LAMBDA * w_one / (LAMBDA + gamma)) > 5 * stderr + 1e-3)
+    # A schedule gamma(s) is evaluated at the SDE time s.
+    scheduled = LocalEntropyControl(diagonal_loss, gamma=lambda s: 1.0 + s, beta=beta, step_size=0.002, num_steps=200,
+                                    num_burnin_steps=100)
+    b = scheduled(w, 1.5, seed=[2, 2]).numpy()
+    np.testing.assert_array_less(np.abs(b.mean(0) - expected), 5 * b.std(0) / np.sqrt(256) + 1e-3)

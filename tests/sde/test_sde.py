@@ -5,8 +5,9 @@ import pytest
 import tensorflow as tf
 
 from control_opt.sde.controls import Control, GreedyControl
+from control_opt.sde import simulate as simulate_module
 from control_opt.sde.simulate import simulate_sde
-from tests.sde.conftest import Quadratic
+from tests.mcmc.conftest import Quadratic
 
 
 class ConstantControl(Control):
@@ -116,6 +117,7 @@ def test_per_path_initial_states():
         (dict(t_final=0.0), "`t_final`"),
         (dict(num_paths=0), "`num_paths`"),
         (dict(dt=2.0), "`dt`"),
+        (dict(dt=1.4), "`dt`.*must not exceed `t_final`"),
         (dict(w0=tf.constant([1.0, np.nan])), "`w0`"),
         (dict(seed=None), "`seed`"),
         (dict(control=lambda w, s, seed=None: [w, w]), "`control`"),
@@ -140,3 +142,67 @@ def test_divergence_is_an_error_not_a_nan_result():
     steep = GreedyControl(lambda w: 50.0 * tf.reduce_sum(w**2))
     with pytest.raises(ValueError, match="NaN or Inf"):
         simulate_sde(steep, tf.ones(2), t_final=20.0, dt=0.5, beta=1.0, num_paths=2, seed=0)
+
+
+def test_the_control_is_evaluated_at_the_left_end_of_each_step():
+    # a(w, s) = s + w/2, noise off: Euler gives w_{n+1} = w_n (1 - dt/2) - s_n dt with s_n = n dt (not (n+1) dt),
+    # running cost 1/2 sum_n a(w_n, s_n)^2 dt. Reference: the recursion written out here.
+    control = lambda w, s, *, seed=None: s + 0.5 * w
+    t_final, dt, w0 = 1.0, 0.1, 2.0
+    result = simulate_sde(control, tf.constant([w0]), t_final=t_final, dt=dt, beta=1e12, num_paths=2, seed=0,
+                          record_paths=True)
+    w, path, running = w0, [w0], 0.0
+    for n in range(10):
+        a = n * dt + 0.5 * w
+        running += 0.5 * a**2 * dt
+        w = w - a * dt
+        path.append(w)
+    np.testing.assert_allclose(result.paths.numpy()[:, 0, 0], path, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(result.running_cost.numpy(), running, rtol=1e-5)
+    np.testing.assert_allclose(result.times.numpy(), np.arange(11) * dt, atol=1e-6)
+
+
+@pytest.mark.parametrize("dt, steps", [(1.0, 1), (0.7, 1), (0.3, 3), (0.26, 4), (0.1, 10)])
+def test_dt_rule_round_t_over_dt_steps_of_size_t_over_n(dt, steps):
+    result = simulate_sde(zero_control, tf.ones(1), t_final=1.0, dt=dt, beta=1.0, num_paths=2, seed=0,
+                          record_paths=True)
+    assert result.dt == pytest.approx(1.0 / steps)
+    assert result.times.shape == (steps + 1,)
+
+
+def test_repeated_simulations_with_new_numbers_trace_once():
+    control = GreedyControl(lambda w: 0.5 * tf.reduce_sum(w**2))
+    before = simulate_module.TRACE_COUNT["simulate_sde"]
+    for i, (t_final, dt, beta) in enumerate([(1.0, 0.1, 10.0), (0.5, 0.05, 3.0), (2.0, 0.25, 1e6)]):
+        result = simulate_sde(control, tf.constant([1.0 + i]), t_final=t_final, dt=dt, beta=beta, num_paths=4000,
+                              seed=[i, 1])
+        # The traced function uses the new numbers: mean (1 - dt)^N w0 of the Euler recursion.
+        steps = round(t_final / dt)
+        mean = (1 - dt) ** steps * (1.0 + i)
+        var = 2 * dt / beta * sum((1 - dt) ** (2 * k) for k in range(steps))
+        assert_mean_var(result.final_state.numpy(), np.array([mean]), np.array([var]))
+    assert simulate_module.TRACE_COUNT["simulate_sde"] - before == 1
+
+
+def test_a_nan_or_integer_loss_is_named_not_blamed_on_dt():
+    with pytest.raises(ValueError, match="`terminal_cost` is nan at `w0`.*not finite at the starting point"):
+        simulate_sde(GreedyControl(lambda w: tf.reduce_sum(tf.math.log(w))), tf.constant([-1.0]), t_final=1.0,
+                     dt=0.1, beta=1.0, num_paths=2, seed=0)
+    with pytest.raises(ValueError, match="`terminal_cost` is inf at `w0\\[1\\]`"):
+        simulate_sde(GreedyControl(lambda w: -tf.reduce_sum(tf.math.log(w))), tf.constant([[1.0], [0.0]]),
+                     t_final=1.0, dt=0.1, beta=1.0, num_paths=2, seed=0, per_path_w0=True)
+    with pytest.raises(ValueError, match="`terminal_cost` must return a floating-point value.*int32"):
+        simulate_sde(GreedyControl(lambda w: tf.reduce_sum(tf.cast(w > 0, tf.int32))), tf.ones(1), t_final=1.0,
+                     dt=0.1, beta=1.0, num_paths=2, seed=0)
+
+
+def test_the_trace_cache_does_not_keep_controls_alive():
+    import gc
+    import weakref
+
+    control = GreedyControl(lambda w: 0.5 * tf.reduce_sum(w**2))
+    ref = weakref.ref(control)
+    simulate_sde(control, tf.ones(2), t_final=0.2, dt=0.1, beta=10.0, num_paths=3, seed=0)
+    del control
+    gc.collect()
+    assert ref() is None
