@@ -14,9 +14,11 @@ Subpackages (every public name is also importable from `control_opt`):
 * `pde`: Hamilton-Jacobi PDEs (`hopf_lax`, `viscous_hj`, point-wise prox).
 * `formulas`: `local_entropy`, `momentum`, the update formulas written once.
 * `datasets`, `models`: registries, `datasets.load(name)`, `models.build(name)`.
+* `analysis`: SGD as variational inference: gradient-noise diffusion, Hessian spectra
+  (Lanczos, SLQ, Hutchinson), steady states, probability currents, stochastic area.
 """
 
-from control_opt import datasets, formulas, mcmc, models, optimizers, pde, sde
+from control_opt import analysis, datasets, formulas, mcmc, models, optimizers, pde, sde
 from control_opt._internal.keras_adaptor import keras_loss_fn, minibatch_fn, model_weights
 from control_opt.formulas import local_entropy, momentum
 from control_opt.mcmc import LocalEntropyEstimate, StochasticGradientLangevin, local_entropy_gradient, local_gibbs_log_prob
