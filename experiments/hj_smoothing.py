@@ -3,7 +3,7 @@
     python -m experiments.hj_smoothing --workdir=./runs/hj_smoothing \
         --times=0.05,0.2,0.8 --beta=8 --num_points=1201 --num_points_2d=161
 
-draws ([1] section 3, DESIGN.md section 4)
+draws ([1] section 3, docs/math.md section 4)
 
   hj_smoothing_1d.png  a non-convex 1-D loss `f` (a narrow deep minimum, a wide
                        shallow one, ripples) with its non-viscous (Hopf-Lax) and

@@ -4,7 +4,7 @@
         --num_paths=1000 --t_final=10 --dt=0.04 --beta=20 --gamma=0.25 --gibbs_beta=5
 
 On a 1-D and a 2-D loss `f` with a narrow deep minimum and a wide shallow one,
-`num_paths` paths of the training SDE (Deep Relaxation [1] section 2; DESIGN.md
+`num_paths` paths of the training SDE (Deep Relaxation [1] section 2; docs/math.md
 section 1)
 
     dw = -a(w, s) ds + sqrt(2 / beta) dB,     w(0) uniform in [-extent, extent]^d,

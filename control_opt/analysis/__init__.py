@@ -2,7 +2,7 @@
 
 Tools for Chaudhari and Soatto, "Stochastic gradient descent performs
 variational inference, converges to limit cycles for deep networks" (ICLR
-2018); the mathematics is in docs/analysis.md and DESIGN.md section 6.
+2018); the mathematics is in docs/analysis.md.
 
 * Gradient noise (`per_example`, `diffusion`): `per_example_gradients`, the
   diffusion matrix `D(w)` as an operator (`diffusion_operator`) and its

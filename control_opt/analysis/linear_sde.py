@@ -20,7 +20,7 @@ does. The mean stochastic-area rate of any pair of coordinates is
 
 and the entropy production rate `e_p = <J^T D^-1 J / rho^2> = tr(Q^T D^-1 Q S^-1)`.
 
-Used as the test bed of the trajectory diagnostics (DESIGN.md section 6, cases T1-T4).
+Used as the test bed of the trajectory diagnostics (docs/analysis.md, cases T1-T4).
 
 References:
   P. Chaudhari and S. Soatto, ICLR 2018 (section on non-equilibrium SGD);
@@ -77,7 +77,7 @@ def _check(B, D):
 def linear_sde_stationary(B, D):
     """Stationary covariance, antisymmetric part `Q`, area rate and entropy production of `dx = -Bx dt + sqrt(2D) dW`.
 
-    Example (DESIGN.md T3):
+    Example (docs/analysis.md, case T3):
       >>> s = linear_sde_stationary(np.diag([1.0, 2.0]), [[2.0, 1.0], [1.0, 1.0]])
       >>> s.covariance  # [[2, 2/3], [2/3, 1/2]]
       >>> s.area_rate, s.entropy_production  # -1/3, 1/3

@@ -1,4 +1,4 @@
-"""Steady states, currents and stochastic areas (issue 11, part 3; DESIGN.md section 6, T1-T4)."""
+"""Steady states, currents and stochastic areas (issue 11, part 3; docs/analysis.md, T1-T4)."""
 
 import numpy as np
 import pytest

@@ -34,7 +34,7 @@ def test_is_an_uncalibrated_transition_kernel(quadratic):
 
 
 def test_parameters_map_to_entropy_sgd():
-    # beta = 1/eps^2, h = 2 eps^2 eta' (DESIGN.md section 3).
+    # beta = 1/eps^2, h = 2 eps^2 eta' (docs/math.md section 3).
     f = lambda w: tf.reduce_sum(w**2)
     kernel = StochasticGradientLangevin.from_entropy_sgd(f, tf.ones(2), langevin_learning_rate=0.1, noise=0.01, gamma=0.03)
     np.testing.assert_allclose(kernel.beta, 1e4)

@@ -1,4 +1,4 @@
-"""Independent NumPy transcription of DESIGN.md section 3 (Entropy-SGD / Entropy-Adam).
+"""Independent NumPy transcription of docs/math.md section 3 (Entropy-SGD / Entropy-Adam).
 
 Written from the design notes, not from the library, so the golden trajectories
 in the tests compare two separate readings of the same algorithm.
@@ -58,7 +58,7 @@ def entropy_sgd_reference(grad_fn, w0, num_steps, *, learning_rate, langevin_ste
 
 def hopf_lax_reference(grad_fn, w0, num_steps, *, learning_rate, inner_steps, gamma, scoping,
                        mean_decay, l2=0.0, momentum=0.0, nesterov=False):
-    """HopfLaxSGD from DESIGN.md section 4 (the authors' fixed-point "FP" variant),
+    """HopfLaxSGD from docs/math.md section 4 (the authors' fixed-point "FP" variant),
     with the scoping of section 2; returns lists of (probe, anchor) after each
     gradient evaluation.
 

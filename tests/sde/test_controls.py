@@ -1,4 +1,4 @@
-"""The ready-made controls against their closed forms on quadratics (DESIGN.md sections 3-4)."""
+"""The ready-made controls against their closed forms on quadratics (docs/math.md sections 3-4)."""
 
 import numpy as np
 import pytest
@@ -26,7 +26,7 @@ def test_greedy_control_is_the_gradient_per_path():
 
 
 def test_hopf_lax_control_is_the_moreau_envelope_gradient():
-    # f = lambda/2 w^2: p* = lambda w / (1 + t lambda) (DESIGN.md section 4).
+    # f = lambda/2 w^2: p* = lambda w / (1 + t lambda) (docs/math.md section 4).
     t, w = 0.5, anchors()
     control = HopfLaxControl(diagonal_loss, t=t, tolerance=1e-7)
     expected = LAMBDA * w.numpy() / (1.0 + t * LAMBDA)
