@@ -187,16 +187,7 @@ def hessian_eigenvalues(model, loss=None, x=None, y=None, *, k=5, which="top", n
       `HessianEigenvalues`.
     """
     op = _operator(model, loss, x, y, chunk_size, method, verbose)
-    k = checks.check_int("k", k, 1)
-    if which not in ("top", "bottom", "both"):
-        raise ValueError(f"`which` must be 'top', 'bottom' or 'both', got {which!r}.")
-    if k > op.dim:
-        raise ValueError(f"`k` ({k}) must not exceed the number of weights ({op.dim}).")
-    if num_steps is None:
-        num_steps = min(op.dim, max(4 * k, k + 40))
-    num_steps = checks.check_int("num_steps", num_steps, 1)
-    if num_steps < k:
-        raise ValueError(f"`num_steps` ({num_steps}) must be at least `k` ({k}).")
+    k, num_steps = _lanczos.check_eigen_arguments(k, which, num_steps, op.dim, ("top", "bottom", "both"))
     result = _lanczos.lanczos(op, num_steps, seed=seed, keep_basis=return_eigenvectors, verbose=verbose)
     theta, s = _lanczos.tridiagonal_eigh(result)
     out = {}

@@ -133,6 +133,22 @@ def tridiagonal_eigh(result):
     return scipy.linalg.eigh_tridiagonal(result.alpha, result.beta)
 
 
+def check_eigen_arguments(k, which, num_steps, dim, allowed):
+    """Checks `k`, `which` and `num_steps` of a top/bottom-k Lanczos run on a `dim`-dimensional
+    operator; returns `(k, num_steps)`, `num_steps` defaulting to `min(dim, max(4k, k + 40))`."""
+    k = checks.check_int("k", k, 1)
+    if which not in allowed:
+        raise ValueError(f"`which` must be one of {', '.join(map(repr, allowed))}, got {which!r}.")
+    if k > dim:
+        raise ValueError(f"`k` ({k}) must not exceed the dimension ({dim}).")
+    if num_steps is None:
+        num_steps = min(dim, max(4 * k, k + 40))
+    num_steps = checks.check_int("num_steps", num_steps, 1)
+    if num_steps < k:
+        raise ValueError(f"`num_steps` ({num_steps}) must be at least `k` ({k}).")
+    return k, num_steps
+
+
 def lanczos_eigenvalues(operator, k=1, *, which="top", num_steps=None, seed=None, return_eigenvectors=False,
                         verbose=False):
     """The `k` largest (`which="top"`) or smallest (`"bottom"`) eigenvalues of a symmetric operator.
@@ -146,16 +162,7 @@ def lanczos_eigenvalues(operator, k=1, *, which="top", num_steps=None, seed=None
       `RitzPairs`.
     """
     op = as_operator(operator)
-    k = checks.check_int("k", k, 1)
-    if which not in ("top", "bottom"):
-        raise ValueError(f"`which` must be 'top' or 'bottom', got {which!r}.")
-    if k > op.dim:
-        raise ValueError(f"`k` ({k}) must not exceed the dimension ({op.dim}).")
-    if num_steps is None:
-        num_steps = min(op.dim, max(4 * k, k + 40))
-    num_steps = checks.check_int("num_steps", num_steps, 1)
-    if num_steps < k:
-        raise ValueError(f"`num_steps` ({num_steps}) must be at least `k` ({k}).")
+    k, num_steps = check_eigen_arguments(k, which, num_steps, op.dim, ("top", "bottom"))
     result = lanczos(op, num_steps, seed=seed, keep_basis=return_eigenvectors, verbose=verbose)
     theta, s = tridiagonal_eigh(result)
     order = np.argsort(theta)[::-1] if which == "top" else np.argsort(theta)

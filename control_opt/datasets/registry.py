@@ -15,12 +15,12 @@ Example:
 """
 
 import dataclasses
-import inspect
 import os
 import threading
-from typing import Callable
 
 import numpy as np
+
+from control_opt._internal.registry import Registry
 
 __all__ = ["Dataset", "load", "names", "register", "cache_dir"]
 
@@ -54,32 +54,24 @@ class Dataset:
                 f"test={self.x_test.shape}, num_classes={self.num_classes})")
 
 
-_LOADERS: dict[str, Callable[..., Dataset]] = {}
+_REGISTRY = Registry("dataset", fixed=("seed",))
+_LOADERS = _REGISTRY.entries  # name -> loader
 _MEMORY_CACHE: dict[tuple, Dataset] = {}
 _LOCK = threading.Lock()
 
 
 def register(name: str):
-    """Decorator adding `loader(*, seed=None, **kwargs) -> Dataset` to the registry.
-
-    Later issues add the papers' data sets this way, e.g.
+    """Decorator adding `loader(*, seed=None, **kwargs) -> Dataset` to the registry, e.g.
 
         @register("cifar10")
         def _load_cifar10(*, seed=None, data_dir=None): ...
     """
-
-    def decorator(loader):
-        if name in _LOADERS:
-            raise ValueError(f"data set {name!r} is already registered")
-        _LOADERS[name] = loader
-        return loader
-
-    return decorator
+    return _REGISTRY.register(name)
 
 
 def names() -> list[str]:
     """The registered data set names, sorted."""
-    return sorted(_LOADERS)
+    return _REGISTRY.names()
 
 
 def load(name: str, data_dir: str | None = None, *, seed: int | None = None, **kwargs) -> Dataset:
@@ -102,18 +94,10 @@ def load(name: str, data_dir: str | None = None, *, seed: int | None = None, **k
       ValueError: `name` is not registered (the message lists the known names),
         or a keyword is not one the loader takes (the message names both).
     """
-    if name not in _LOADERS:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(names())}")
-    loader = _LOADERS[name]
+    loader = _REGISTRY.get(name)
     if data_dir is not None:
         kwargs["data_dir"] = data_dir
-    parameters = inspect.signature(loader).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        unknown = sorted(set(kwargs) - set(parameters))
-        if unknown:
-            accepted = [p for p in parameters if p != "seed"]
-            raise ValueError(f"dataset {name!r} got unknown keyword(s) {', '.join(map(repr, unknown))}; it takes: "
-                             f"{', '.join(accepted) or 'nothing but seed'}")
+    _REGISTRY.check_options(name, kwargs)
     return loader(seed=seed, **kwargs)
 
 

@@ -9,22 +9,10 @@ import math
 
 import keras
 
+from control_opt.models._layers import Seeds
 from control_opt.models.registry import register
 
 __all__ = []
-
-
-class _Seeds:
-    """Hands out a distinct initializer seed per call (None stays None)."""
-
-    def __init__(self, seed):
-        self._seed, self._count = seed, 0
-
-    def __call__(self):
-        if self._seed is None:
-            return None
-        self._count += 1
-        return (int(self._seed) * 1000 + self._count) % (2**31 - 1)
 
 
 def _torch_default_init(fan_in, seeds):
@@ -51,7 +39,7 @@ def _mnist1d_cnn(*, input_shape, num_classes, seed):
     """
     if len(input_shape) != 2:
         raise ValueError(f"mnist1d_cnn takes inputs shaped (length, channels); got input_shape={input_shape}")
-    seeds = _Seeds(seed)
+    seeds = Seeds(seed)
     inputs = keras.Input(shape=input_shape, name="signal")
     h = inputs
     channels_in = input_shape[-1]
@@ -72,7 +60,7 @@ def _mnist1d_mlp(*, input_shape, num_classes, seed, hidden_size=100):
     As in the authors' code, the second hidden layer is residual:
     h2 = h1 + relu(W2 h1 + b2). Inputs of any shape are flattened first.
     """
-    seeds = _Seeds(seed)
+    seeds = Seeds(seed)
     inputs = keras.Input(shape=input_shape, name="signal")
     x = keras.layers.Flatten(name="flatten")(inputs)
     h1 = keras.layers.Dense(hidden_size, activation="relu", name="hidden1",

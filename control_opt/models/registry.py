@@ -22,17 +22,18 @@ Example:
     ((None, 10), 5210)
 """
 
-import inspect
-from typing import Callable
 
 import keras
+
+from control_opt._internal.registry import Registry
 
 __all__ = ["build", "names", "options", "register", "MNIST1D_INPUT_SHAPE", "MNIST1D_NUM_CLASSES"]
 
 MNIST1D_INPUT_SHAPE = (40, 1)
 MNIST1D_NUM_CLASSES = 10
 
-_BUILDERS: dict[str, Callable[..., keras.Model]] = {}
+_REGISTRY = Registry("model", fixed=("input_shape", "num_classes", "seed"))
+_BUILDERS = _REGISTRY.entries  # name -> builder
 
 
 def register(name: str):
@@ -41,19 +42,12 @@ def register(name: str):
     The builder's own keyword-only options (e.g. `depth`, `width`) become
     keywords of `build`; `build` refuses any other keyword by name.
     """
-
-    def decorator(builder):
-        if name in _BUILDERS:
-            raise ValueError(f"model {name!r} is already registered")
-        _BUILDERS[name] = builder
-        return builder
-
-    return decorator
+    return _REGISTRY.register(name)
 
 
 def names() -> list[str]:
     """The registered model names, sorted."""
-    return sorted(_BUILDERS)
+    return _REGISTRY.names()
 
 
 def build(name: str, *, input_shape=None, num_classes=None, seed: int | None = None, **kwargs) -> keras.Model:
@@ -77,15 +71,8 @@ def build(name: str, *, input_shape=None, num_classes=None, seed: int | None = N
         or a keyword is not one of the network's options (the message names it
         and lists the accepted ones).
     """
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(names())}")
-    accepted = options(name)
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        listed = ", ".join(f"{k}={v!r}" for k, v in accepted.items()) or "none"
-        raise ValueError(f"model {name!r} got unknown keyword(s) {', '.join(map(repr, unknown))}; "
-                         f"its options (with defaults) are: {listed}")
-    builder = _BUILDERS[name]
+    builder = _REGISTRY.get(name)
+    _REGISTRY.check_options(name, kwargs)
     default_shape = getattr(builder, "default_input_shape", MNIST1D_INPUT_SHAPE)
     input_shape = tuple(default_shape if input_shape is None else input_shape)
     num_classes = MNIST1D_NUM_CLASSES if num_classes is None else int(num_classes)
@@ -94,8 +81,4 @@ def build(name: str, *, input_shape=None, num_classes=None, seed: int | None = N
 
 def options(name: str) -> dict:
     """The options `build(name, ...)` takes besides input_shape/num_classes/seed, with their defaults."""
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(names())}")
-    fixed = {"input_shape", "num_classes", "seed"}
-    return {p.name: p.default for p in inspect.signature(_BUILDERS[name]).parameters.values()
-            if p.name not in fixed and p.kind is inspect.Parameter.KEYWORD_ONLY}
+    return _REGISTRY.options(name)

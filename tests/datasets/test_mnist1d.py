@@ -74,7 +74,7 @@ def test_unknown_name_lists_the_known_ones():
 
 
 def test_registry_is_open_and_refuses_duplicates(monkeypatch):
-    monkeypatch.setattr(datasets.registry, "_LOADERS", dict(datasets.registry._LOADERS))
+    monkeypatch.setattr(datasets.registry._REGISTRY, "entries", dict(datasets.registry._REGISTRY.entries))
 
     @datasets.register("toy")
     def _toy(*, seed=None):
