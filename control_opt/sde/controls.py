@@ -212,7 +212,7 @@ class HopfLaxControl(Control):
     fixed-point iteration), run on all paths at once. `t = 1/gamma` relates it
     to the local-entropy control, its viscous counterpart. A path whose
     iteration does not converge keeps the last iterate; `report` returns the
-    full `ProximalPointResults` (converged, residual) to check.
+    full `ProximalPointResults` (converged and residual per path) to check.
 
     Args:
       loss_fn: `f`, written for one weight structure.
@@ -245,6 +245,7 @@ class HopfLaxControl(Control):
             damping=self.damping,
             max_iterations=self.max_iterations,
             tolerance=self.tolerance,
+            batch_dims=_PATHS_AXIS,  # every path is its own fixed point, judged on its own
         )
 
     def evaluate(self, w, s, seed):

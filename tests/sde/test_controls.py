@@ -31,7 +31,9 @@ def test_hopf_lax_control_is_the_moreau_envelope_gradient():
     control = HopfLaxControl(diagonal_loss, t=t, tolerance=1e-7)
     expected = LAMBDA * w.numpy() / (1.0 + t * LAMBDA)
     np.testing.assert_allclose(control(w, 0.0).numpy(), expected, rtol=1e-4, atol=1e-6)
-    assert bool(control.report(w, 0.0).converged)
+    report = control.report(w, 0.0)
+    assert report.converged.shape == w.shape[:1]  # one verdict per path
+    assert bool(tf.reduce_all(report.converged))
     # A schedule t(s) is evaluated at the SDE time.
     scheduled = HopfLaxControl(diagonal_loss, t=lambda s: 0.5 + s)
     np.testing.assert_allclose(scheduled(w, 0.5).numpy(), LAMBDA * w.numpy() / (1.0 + LAMBDA), rtol=1e-4, atol=1e-6)
