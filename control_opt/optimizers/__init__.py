@@ -6,11 +6,16 @@
   entropy_sgd   `EntropySGD`, `EntropyAdam` (local entropy, an SGLD chain)
   hopf_lax_sgd  `HopfLaxSGD` (the proximal / Hopf-Lax control)
   callbacks     `AnchorSwap`
+  elastic_sgd   `ElasticSGD` (replica-local weights, elastic coupling; `ReplicaLocalCoupling`)
+  parle         `Parle` (an Entropy-SGD chain per replica, coupled to a center)
 """
 
 from control_opt.optimizers.anchored import AnchoredOptimizer, find_anchored_optimizer
 from control_opt.optimizers.callbacks import AnchorSwap
 from control_opt.optimizers.entropy_sgd import EntropyAdam, EntropySGD
 from control_opt.optimizers.hopf_lax_sgd import HopfLaxSGD
+from control_opt.optimizers.elastic_sgd import ElasticSGD
+from control_opt.optimizers.parle import Parle
 
-__all__ = ["AnchorSwap", "AnchoredOptimizer", "EntropyAdam", "EntropySGD", "HopfLaxSGD", "find_anchored_optimizer"]
+__all__ = ["AnchorSwap", "AnchoredOptimizer", "ElasticSGD", "EntropyAdam", "EntropySGD", "HopfLaxSGD", "Parle",
+           "find_anchored_optimizer"]

@@ -1,0 +1,143 @@
+"""Parle: Entropy-SGD on every replica, coupled to a center (docs/math.md section 5).
+
+Chaudhari, Baldassi, Zecchina, Soatto, Talwalkar, Oberman, "Parle:
+parallelizing stochastic gradient descent", SysML 2018
+(https://arxiv.org/abs/1707.00424); details in docs/distributed.md.
+
+Inside a `tf.distribute` strategy each replica a holds its own anchor `x_a`
+(build the model under `control_opt.replica_local(strategy)`) and runs the
+Entropy-SGD inner loop on its own shard of every global batch, with no
+communication inside it (conventions of `EntropySGD`, docs/math.md section 3):
+
+    start of outer step k:  x'_a <- x_a,  mu_a <- x_a,  v'_a <- 0
+    inner step (L of them):  v'_a <- m' v'_a + g ;  d = g + m' v'_a (Nesterov) | v'_a
+                             x'_a <- x'_a - eta' (d + gamma_k (x'_a - x_a)) + eps sqrt(2 eta') xi_a
+                             mu_a <- beta1 mu_a + (1 - beta1) x'_a
+    outer step:              xbar = mean_b mu_b                      (one all-reduce)
+                             a_a  = (x_a - mu_a) + rho_k (x_a - xbar)
+                             x_a <- x_a - eta momentum(a_a + wd x_a)
+
+with the capped scoping of the authors' code
+`gamma_k = min(gamma0 (1 + gdot)^k, gamma_max)`, `rho_k = min(rho0 (1 + gdot)^k, rho_max)`.
+`reference="weights"` takes `xbar = mean_b x_b` instead (the paper's
+equations; the authors' code adds the sync of the means "for large L").
+
+Reductions (tested):
+
+* one replica, rho = 0: Entropy-SGD (same noise stream, replica 0's).
+* L = 1, gamma = 0, `reference="weights"`: Elastic-SGD (tau = 1). The one
+  inner step from `x' = mu = x`, `v' = 0`, moves `x' = x - eta'_e g` with
+  `eta'_e = eta' (1 + m')` for the Nesterov form, `eta'` otherwise (heavy ball:
+  `v' = g`); so `mu = x - (1 - beta1) eta'_e g` and, with
+  `c = (1 - beta1) eta'_e`,
+
+      a_a = c g_a + rho (x_a - xbar) = c (g_a + (rho / c) (x_a - xbar)),
+
+  the Elastic-SGD direction times c: Parle(eta, rho) is
+  `ElasticSGD(learning_rate = eta c, rho = rho / c)` (outer momentum
+  equal, no scoping: `scoping=0`, L2 0). With the default `reference="means"`,
+  `xbar = mean_b x_b - c mean_b g_b` and the control gains `rho mean_b g_b`, a
+  data-parallel gradient term.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from control_opt import distribute
+from control_opt._internal import checks
+from control_opt.formulas import local_entropy
+from control_opt.optimizers import anchored
+from control_opt.optimizers.elastic_sgd import ReplicaLocalCoupling, _check_rho
+from control_opt.optimizers.entropy_sgd import _LocalEntropyChain
+
+__all__ = ["Parle"]
+
+_REFERENCES = ("means", "weights")
+
+
+@keras.saving.register_keras_serializable(package="control_opt")
+class Parle(anchored.MomentumOuterStep, ReplicaLocalCoupling, _LocalEntropyChain):
+    """Parle: an Entropy-SGD chain per replica, one all-reduce per outer step.
+
+    Usage: as `ElasticSGD` (build and compile under
+    `control_opt.replica_local(strategy)`, `model.fit` with the strategy's
+    input distribution, `control_opt.AnchorSwap()` first in `callbacks=`).
+    One Keras step is one inner (Langevin) step on every replica; every L-th
+    also does the outer step and the one all-reduce.
+
+    Defaults are the authors' (ucla-vision/parle, `parle_mpi.py`, and the
+    paper) unless said otherwise:
+
+    Args:
+      learning_rate: eta, outer step size (0.1: the code's one `lr` for both
+        loops, divided by 10 every epoch there); float or Keras schedule.
+      momentum, nesterov: outer momentum (0.9, True: the code's Nesterov form).
+      langevin_steps: L (25).
+      langevin_learning_rate: eta' (0.1, the same `lr`).
+      langevin_momentum, langevin_nesterov: m' (0.9, Nesterov).
+      gamma: gamma0 (0.01), a number.
+      rho: rho0; None (default) is the code's `0.01 L n` (n replicas).
+      scoping: gdot, the growth per outer step of gamma and rho. The code
+        uses `0.5 / nb`, nb the minibatches per epoch, so that both grow by
+        about e^0.5 per nb outer steps; 1e-3 here is that for nb = 500.
+      gamma_max, rho_max: the caps (1.0, 10.0).
+      noise: eps of the Langevin steps (0.0: the authors' Parle code adds no noise).
+      mean_decay: beta1 (0.75, the code's `alpha`).
+      reference: "means" (default, the code: `xbar = mean mu_a`) or
+        "weights" (the paper: `xbar = mean x_a`).
+      l2: coupled L2 weight decay (the code has it off).
+      seed: integer seed of the Langevin noise, drawn per (seed, replica,
+        variable, iteration), stateless.
+
+    Departures from the code, kept for the library's conventions: the probe
+    and the running mean restart at the new anchor every outer step (the
+    code lets the mean run on and takes the outer step from the probe).
+
+    What the model holds: as `ElasticSGD`: each replica's probe during
+    `fit` (`get_weights()` is their mean), `mean_a x_a` on every replica
+    after `fit` / at epoch ends with `AnchorSwap` (the code's validation
+    weights). `centers` hold the `xbar` of the last outer step.
+    """
+
+    def __init__(self, learning_rate=0.1, momentum=0.9, nesterov=True, langevin_steps=25,
+                 langevin_learning_rate=0.1, langevin_momentum=0.9, langevin_nesterov=True, gamma=0.01,
+                 rho=None, scoping=1e-3, gamma_max=1.0, rho_max=10.0, noise=0.0, mean_decay=0.75,
+                 reference="means", l2=0.0, seed=None, name="parle", **kwargs):
+        super().__init__(learning_rate, inner_steps=1, l2=l2, seed=seed, name=name, **kwargs)
+        self._init_outer(momentum, nesterov)
+        if callable(gamma):
+            raise ValueError("Parle's `gamma` is a number gamma0 (scoped by `scoping`, capped at `gamma_max`), "
+                             f"got a callable {gamma!r}.")
+        self._init_chain(langevin_steps, langevin_learning_rate, langevin_momentum, langevin_nesterov,
+                         gamma, scoping, noise, mean_decay)
+        self.rho = _check_rho(rho)
+        self.gamma_max = checks.check_non_negative("gamma_max", gamma_max)
+        self.rho_max = checks.check_non_negative("rho_max", rho_max)
+        if reference not in _REFERENCES:
+            raise ValueError(f"`reference` must be one of {_REFERENCES}, got {reference!r}.")
+        self.reference = reference
+
+    def _chain_scalars(self, outer_step, dtype):
+        def capped(initial, cap):
+            value = local_entropy.exponential_scope(tf.constant(initial, dtype), self.scoping, outer_step)
+            return tf.minimum(value, tf.constant(cap, dtype))
+
+        return {"gamma": capped(self.gamma, self.gamma_max), "rho": capped(self._resolved_rho(), self.rho_max)}
+
+    def _merge_controls(self, distribution, variables, controls, scalars):
+        """One all-reduce: `xbar = mean_b mu_b` (or `x_b`); then `(x_a - mu_a) + rho_k (x_a - xbar)`."""
+        slots = self._means if self.reference == "means" else self._anchors
+        centers = distribute.all_reduce_mean(distribution, self._per_replica_reads(slots))
+        self._assign_centers(centers)
+        rho = {dtype: distribution.experimental_local_results(values["rho"])
+               for dtype, values in scalars.chain.items()}
+        return self._coupled_controls(distribution, controls, centers,
+                                      lambda r, dtype: tf.cast(rho[tf.as_dtype(dtype).name][r], dtype))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._coupling_config())
+        config.update({"gamma_max": self.gamma_max, "rho_max": self.rho_max, "reference": self.reference})
+        return config
