@@ -11,7 +11,8 @@ variational inference, converges to limit cycles for deep networks" (ICLR
 * Hessian (`hessian`, `lanczos`, `density`, `trace`): `hessian_vector_product`,
   `hessian_eigenvalues` (Lanczos, full reorthogonalization, float64),
   `spectral_density` (stochastic Lanczos quadrature), `hessian_trace`
-  (Hutchinson), `flatness_summary`; the generic `lanczos`,
+  (Hutchinson), `flatness_summary`; `local_gibbs_flatness` (the local-entropy
+  gradient and the local Gibbs spread at trained weights, by MCMC); the generic `lanczos`,
   `stochastic_lanczos_quadrature`, `hutchinson_trace` on any symmetric operator.
 * Steady states and limit cycles (`steady_state`, `trajectory`, `linear_sde`):
   `fokker_planck_steady_state`, `simulate_diffusion`, `stochastic_area`,
@@ -26,6 +27,7 @@ from control_opt.analysis.diffusion import (DiffusionSpectrum, diffusion_operato
 from control_opt.analysis.hessian import (FlatnessSummary, HessianEigenvalues, flatness_summary, hessian_eigenvalues,
                                           hessian_operator, hessian_trace, hessian_vector_product, spectral_density)
 from control_opt.analysis.lanczos import LanczosResult, RitzPairs, lanczos, lanczos_eigenvalues
+from control_opt.analysis.local_gibbs import LocalGibbsFlatness, local_gibbs_flatness
 from control_opt.analysis.linear_sde import LinearSteadyState, linear_sde_current, linear_sde_stationary
 from control_opt.analysis.per_example import per_example_gradients
 from control_opt.analysis.steady_state import (FokkerPlanckSolution, compare_potentials, fokker_planck_steady_state,
@@ -36,12 +38,12 @@ from control_opt.analysis.trajectory import (PowerSpectrum, PrincipalComponents,
 
 __all__ = [
     "DiffusionSpectrum", "FlatnessSummary", "FokkerPlanckSolution", "HessianEigenvalues", "LanczosResult",
-    "LinearOperator", "LinearSteadyState", "PowerSpectrum", "PrincipalComponents", "RitzPairs", "SpectralDensity",
+    "LinearOperator", "LinearSteadyState", "LocalGibbsFlatness", "PowerSpectrum", "PrincipalComponents", "RitzPairs", "SpectralDensity",
     "StochasticArea", "TraceEstimate",
     "autocorrelation", "compare_potentials", "diffusion_operator", "diffusion_spectrum", "flatness_summary",
     "fokker_planck_steady_state", "hessian_eigenvalues", "hessian_operator", "hessian_trace",
     "hessian_vector_product", "histogram_density", "hutchinson_trace", "lanczos", "lanczos_eigenvalues",
-    "linear_sde_current", "linear_sde_stationary", "per_example_gradients", "power_spectrum",
+    "linear_sde_current", "linear_sde_stationary", "local_gibbs_flatness", "per_example_gradients", "power_spectrum",
     "principal_components", "project", "sgd_temperature", "simulate_diffusion", "spectral_density",
     "spectrum_summary", "stochastic_area", "stochastic_lanczos_quadrature",
 ]
