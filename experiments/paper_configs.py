@@ -8,7 +8,7 @@ them and `table()` renders them for `--config=list`.
 Conventions:
 
 * `epochs` are *effective* epochs (passes over the data = gradient
-  evaluations / batches per epoch, DESIGN.md section 1). The authors' Lua code
+  evaluations / batches per epoch, docs/math.md section 1). The authors' Lua code
   counts an Entropy-SGD epoch as one pass of *outer* steps, each of L = 20
   gradient evaluations, so its "5 epochs" are 100 effective epochs here.
 * `lr_schedule` is "EPOCH:LR,EPOCH:LR,...": from effective epoch EPOCH on, the
@@ -27,7 +27,7 @@ Conventions:
 * `available` is False where the optimizer is not in the library yet
   (Elastic-SGD, Parle).
 
-The Entropy-SGD constants (DESIGN.md section 3, the authors' Lua code
+The Entropy-SGD constants (docs/math.md section 3, the authors' Lua code
 `train.lua` and README): L = 20, eta' = 0.1, eps = 1e-4, beta1 = 0.75,
 gamma0 = 1e-4 (MNIST) or 0.03 (CIFAR), gamma1 = 1e-3, inner momentum 0.9
 Nesterov, no outer momentum, batch 128, L2 1e-3 on CIFAR.
@@ -44,7 +44,7 @@ __all__ = ["PaperConfig", "CONFIGS", "OPTIMIZERS", "AVAILABLE_OPTIMIZERS", "name
 
 # Every optimizer a paper row may name, and those the library implements today.
 OPTIMIZERS = ("entropy_sgd", "entropy_adam", "sgd", "adam", "hopf_lax", "elastic_sgd", "parle")
-AVAILABLE_OPTIMIZERS = ("entropy_sgd", "entropy_adam", "sgd", "adam", "hopf_lax")
+AVAILABLE_OPTIMIZERS = ("entropy_sgd", "entropy_adam", "sgd", "adam", "hopf_lax", "elastic_sgd", "parle")
 
 ENTROPY_SGD_PAPER = ("Chaudhari, Choromanska, Soatto, LeCun, Baldassi, Borgs, Chayes, Sagun, Zecchina: "
                      "Entropy-SGD: biasing gradient descent into wide valleys, ICLR 2017, Table 1")
@@ -136,8 +136,8 @@ _CIFAR_ENTROPY_SCHEDULE = _schedule(1.0, 4 * _L, 0.2, 10 * _L)  # paper: 1, /5 e
 _DR_UNCHECKED = ("the Deep Relaxation paper's number has not been checked against the paper here "
                  "(reported_error None); its Table 1 reports error @ effective epochs for Entropy-SGD, HEAT, "
                  "HJ and SGD on the same three networks")
-_ELASTIC_UNCHECKED = ("Elastic-SGD is not implemented yet; the reported number and its hyper-parameters "
-                      "(replicas, rho, communication period) are to be taken from the paper when it lands")
+_ELASTIC_UNCHECKED = ("the reported number and Elastic-SGD's hyper-parameters (replicas, rho, communication "
+                      "period; None: the runner's defaults) have not been checked against the paper here")
 
 _ROWS = [
     # ----------------------------------------------------------------- Entropy-SGD paper, Table 1
@@ -184,7 +184,7 @@ _ROWS = [
         lr_schedule=schedule, reference=DEEP_RELAXATION_PAPER, reported_error=None,
         model_kwargs=model_kwargs, dataset_kwargs=dataset_kwargs,
         hyperparameters=dict(_HJ, gamma=gamma, l2=l2),
-        notes="HJ (fixed-point proximal, DESIGN.md section 4) with the Entropy-SGD row's scope and schedule; "
+        notes="HJ (fixed-point proximal, docs/math.md section 4) with the Entropy-SGD row's scope and schedule; "
               + _DR_UNCHECKED)
       for short, model, dataset, epochs, schedule, model_kwargs, dataset_kwargs, gamma, l2 in [
           ("mnistfc", "mnistfc", "mnist", 5 * _L, "0:1,40:0.1", {}, {}, 1e-4, 0.0),
@@ -213,11 +213,10 @@ _ROWS = [
         augment=True,
         hyperparameters=dict(langevin_steps=25, gamma=0.01, rho=0.01, replicas=3, momentum=0.9, nesterov=True,
                              l2=5e-4),
-        notes="Parle is not implemented yet (unavailable). WRN-28-10 with the standard augmentation "
+        notes="WRN-28-10 with the standard augmentation "
               "(reflect pad 4, random 32x32 crop, horizontal flip) on per-channel standardized data. "
               "Epochs, L, gamma, rho and the reported error are placeholders to be taken from the Parle paper "
-              "(its README: 5-10 epochs suffice; lr as for SGD; gamma and rho scoped and capped, DESIGN.md "
-              "section 2).")
+              "(its README: 5-10 epochs suffice; lr as for SGD; gamma and rho scoped and capped, docs/distributed.md).")
       for dataset in ("cifar10", "cifar100")],
 ]
 
@@ -241,8 +240,19 @@ def resolve(name: str) -> PaperConfig:
     return CONFIGS[name]
 
 
-def table() -> str:
-    """A plain-text table of every config, for `--config=list`."""
+def table(available=None) -> str:
+    """A plain-text table of every config, for `--config=list`.
+
+    Args:
+      available: what the last column says: the optimizer names that can run now, or a
+        function of the row returning the cell's text (the runner passes one that asks its
+        registry); None: "yes"/"no" from `AVAILABLE_OPTIMIZERS`.
+    """
+    if available is None:
+        available = AVAILABLE_OPTIMIZERS
+    if not callable(available):
+        names_available = tuple(available)
+        available = lambda c: "yes" if c.optimizer in names_available else "no"  # noqa: E731
     header = ("name", "optimizer", "model", "dataset", "batch", "epochs", "lr schedule", "paper error %",
               "available")
     rows = []
@@ -251,7 +261,7 @@ def table() -> str:
                            if c.model_kwargs else "")
         error = "?" if c.reported_error is None else f"{c.reported_error:g}"
         rows.append((c.name, c.optimizer, model, c.dataset + (" +aug" if c.augment else ""), str(c.batch_size),
-                     str(c.epochs), c.lr_schedule, error, "yes" if c.available else "no"))
+                     str(c.epochs), c.lr_schedule, error, available(c)))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
