@@ -3,6 +3,8 @@ r"""The default experiment: train a network with one of control_opt's optimizers
     python -m experiments.train                                 # Entropy-SGD on MNIST-1D
     python -m experiments.train --optimizer=sgd --epochs=150 --workdir=runs/sgd
     python -m experiments.train --optimizer=entropy_sgd --lr_schedule=2:0.1
+    python -m experiments.train --config=list                    # the papers' rows
+    python -m experiments.train --config=esgd_lenet --data_dir=data/mnist --epochs=10
 
 This module only declares the flags (one per `TrainConfig` field, derived by
 `experiments.config_flags`, plus --workdir) and calls
@@ -11,14 +13,23 @@ notebooks, tests and benchmarks call directly (re-exported here) with a
 `TrainConfig` or a dict of overrides of `default_config()`. Importing it defines
 no flags; they are defined on the `__main__` path only.
 
-The workdir (default `runs/<optimizer>_<dataset>`) receives config.json,
+--config=NAME runs one row of the papers' tables (experiments/paper_configs.py,
+resolved by experiments/training/paper_runs.py): the row's values are the base
+and only the flags given on the command line override them; config.json records
+the resolved config and the row's name. --config=list prints the rows with the
+paper's test error and exits. --data_dir is the folder of the data set's files
+(default $CONTROL_OPT_DATA_DIR); nothing is downloaded.
+
+The workdir (default `runs/<optimizer>_<dataset>`, `runs/<config>` with --config) receives config.json,
 metrics.csv, tensorboard/, checkpoint.keras, checkpoint.json, summary.json and
 curves.png (`experiments/training/rundir.py`); running the same command again
 resumes the run there, and a larger --epochs extends a finished one.
 
 Exit status: 0 on success, 1 if the loss became NaN/inf (the last good
 checkpoint is kept), 2 for a bad configuration (unknown name, bad value, config
-mismatch with the workdir).
+mismatch with the workdir, an optimizer a paper row needs that is not available
+yet) or missing/damaged data files (the loader's message names them); nothing
+is written then.
 """
 
 import sys
@@ -26,7 +37,8 @@ import sys
 from absl import app, flags
 
 from control_opt import datasets, models
-from experiments import config_flags
+from experiments import config_flags, paper_configs
+from experiments.training import paper_runs
 from experiments.training import (HYPERPARAMETERS, METRICS_COLUMNS, OPTIMIZERS, RESUMABLE_CHANGES, STRATEGIES,
                                   ConfigMismatchError, TrainConfig, TrainingDiverged, config_from_dict,
                                   default_config, default_workdir, epoch_permutation, learning_rate_at,
@@ -56,23 +68,28 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> list[str]:
     extra_help = {name: _per_optimizer(name) for name in HYPERPARAMETERS}
     extra_help.update(optimizer=f"one of: {', '.join(OPTIMIZERS)}", model=f"one of: {', '.join(models.names())}",
                       dataset=f"one of: {', '.join(datasets.names())}",
-                      strategy=f"one of: {', '.join(STRATEGIES)}")
-    flags.DEFINE_string("workdir", None, "Output directory; default runs/<optimizer>_<dataset>. "
-                        "Resumes a run there.", flag_values=flag_values)
+                      strategy=f"one of: {', '.join(STRATEGIES)}",
+                      config=f"one of: list, {', '.join(paper_configs.names())}")
+    flags.DEFINE_string("workdir", None, "Output directory; default runs/<optimizer>_<dataset> "
+                        "(runs/<config> with --config). Resumes a run there.", flag_values=flag_values)
     return ["workdir", *config_flags.define_config_flags(TrainConfig, flag_values, extra_help=extra_help)]
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.config == "list":
+        print(paper_runs.list_text())
+        return
     try:
+        # With --config=NAME the paper row is the base and only the flags on the command line override it.
         config = config_from_dict(config_flags.overrides_from_flags(TrainConfig, FLAGS, present_only=True))
         train_and_evaluate(config, FLAGS.workdir)
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
-    except ValueError as e:  # bad names or values, config mismatch: nothing was overwritten
-        print(f"error: {e}", file=sys.stderr, flush=True)
+    except (ValueError, FileNotFoundError) as e:  # bad names or values, config mismatch, missing data files:
+        print(f"error: {e}", file=sys.stderr, flush=True)  # nothing was written or overwritten
         sys.exit(2)
 
 

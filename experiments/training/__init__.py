@@ -4,7 +4,10 @@
   schedules.py  the "EPOCH:VALUE" learning-rate drops, parsed once into a Keras schedule
   registry.py   optimizers (with the experiment's defaults) and tf.distribute strategies by name;
                 models and data sets come from control_opt.models / control_opt.datasets
-  data.py       epoch permutation and batching, a function of (seed, epoch)
+  data.py       epoch permutation, batching and augmentation, a function of (seed, epoch, batch)
+  inputs.py     the data set and network of a config (data_dir, dataset_kwargs, model_kwargs)
+  options.py    "KEY=VALUE,..." option strings (model_kwargs / dataset_kwargs), canonical form
+  paper_runs.py the papers' rows (experiments/paper_configs.py) as configs: --config=NAME / list
   rundir.py     the workdir's files, resume checks, atomic writes
   callbacks.py  the per-epoch recorder and its TensorBoard writer
   run.py        train_and_evaluate(config, workdir)
