@@ -38,17 +38,26 @@ def save_png(fig, path: str, *, dpi: int = 100) -> str:
 
 
 def training_curves(rows, title: str):
-    """Loss (log scale) and accuracy against effective epoch: train (running mean) and test (anchor)."""
+    """Loss (log scale) and accuracy against effective epoch: train (running mean) and test (anchor).
+
+    With several replicas (metrics.csv's `train_loss_rR` columns) each replica's train curve
+    is drawn thin and the test curve is the center's.
+    """
     plt = pyplot()
     epochs = [r["epoch"] for r in rows]
+    replicas = sum(1 for column in (rows[0] if rows else {}) if column.startswith("train_loss_r"))
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-        ax.plot(epochs, [r[f"train_{key}"] for r in rows], label="train (running mean)")
-        ax.plot(epochs, [r[f"test_{key}"] for r in rows], label="test (anchor)")
+        for r in range(replicas):
+            ax.plot(epochs, [row[f"train_{key}_r{r}"] for row in rows], lw=0.8, alpha=0.6,
+                    label=f"train, replica {r}")
+        ax.plot(epochs, [r[f"train_{key}"] for r in rows],
+                label="train (running mean" + (", all replicas)" if replicas else ")"))
+        ax.plot(epochs, [r[f"test_{key}"] for r in rows], label="test (center)" if replicas else "test (anchor)")
         ax.set_xlabel("effective epoch")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize="small" if replicas > 2 else None)
     ax_loss.set_yscale("log")
     fig.suptitle(title)
     fig.tight_layout()

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from control_opt import distribute
 from control_opt._internal.atomic import atomic_path
 from control_opt.optimizers import find_anchored_optimizer
 from experiments.training.rundir import RunDir
@@ -109,6 +110,32 @@ def read_scalar_events(logdir: str) -> dict[str, list[tuple[str, int, float]]]:
     return out
 
 
+def _mean_metrics(model):
+    """(name, metric) of the model's running-mean train metrics: `loss` (Keras' loss
+    tracker) and each compiled metric (`accuracy`), whose first two variables are the
+    running total and count."""
+    tracker = getattr(model, "_loss_tracker", None)
+    if tracker is not None:
+        yield "loss", tracker
+    compiled = getattr(model, "_compile_metrics", None)
+    for metric in (compiled.metrics if compiled is not None else []):
+        if len(metric.variables) >= 2:
+            yield metric.name, metric
+
+
+def _replica_metrics(model):
+    """{name: [replica 0's running mean, replica 1's, ...]} for `loss` and the compiled
+    metrics (Keras keeps one copy of their variables per replica), or None with one replica."""
+    if model.distribute_strategy.num_replicas_in_sync == 1:
+        return None
+    out = {}
+    for name, metric in _mean_metrics(model):
+        totals, counts = (distribute.components(variable) for variable in metric.variables[:2])
+        if len(totals) > 1:
+            out[name] = [float(t.numpy()) / max(float(c.numpy()), 1.0) for t, c in zip(totals, counts)]
+    return out or None
+
+
 class Recorder(keras.callbacks.Callback):
     """Stops on a NaN/inf loss and, after each good epoch, writes metrics, TensorBoard and checkpoint.
 
@@ -135,6 +162,7 @@ class Recorder(keras.callbacks.Callback):
         self.diverged_epoch = None  # 0-based Keras epoch in which the loss became non-finite
         self.epoch_timings = []  # (seconds spent in training steps, steps) per epoch of this process
         self._tensorboard = None
+        self._replica_metrics = None  # each replica's train loss/accuracy at the last step of the epoch
 
     def on_train_begin(self, logs=None):
         self._t_start = time.perf_counter()
@@ -157,6 +185,8 @@ class Recorder(keras.callbacks.Callback):
             self._t_steps_done = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
+        if batch == self.steps_per_epoch - 1:
+            self._replica_metrics = _replica_metrics(self.model)  # before validation resets the metrics
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(np.asarray(loss)).all():
             self.diverged_epoch = int(self.model.optimizer.iterations.numpy() - 1) // self.steps_per_epoch
@@ -181,15 +211,38 @@ class Recorder(keras.callbacks.Callback):
                    learning_rate=learning_rate_at(self.schedule, steps - 1),
                    train_loss=float(logs["loss"]), train_accuracy=float(logs["accuracy"]),
                    test_loss=float(logs["val_loss"]), test_accuracy=float(logs["val_accuracy"]))
+        # With several replicas, each one's train loss and accuracy (`replica_columns`).
+        replicas, self._replica_metrics = self._replica_metrics or {}, None
+        for r, loss in enumerate(replicas.get("loss", [])):
+            row[f"train_loss_r{r}"] = loss
+            row[f"train_accuracy_r{r}"] = replicas["accuracy"][r] if "accuracy" in replicas else float("nan")
         self.rows.append(row)
         self.rundir.write_metrics(self.rows)
         self._tensorboard.write("train", epoch + 1, {"epoch_loss": row["train_loss"],
                                                      "epoch_accuracy": row["train_accuracy"],
-                                                     "epoch_learning_rate": row["learning_rate"]})
+                                                     "epoch_learning_rate": row["learning_rate"],
+                                                     **self._replica_scalars(row)})
         self._tensorboard.write("validation", epoch + 1, {"epoch_loss": row["test_loss"],
                                                           "epoch_accuracy": row["test_accuracy"]})
         self.rundir.save_checkpoint(self.model, epoch=epoch + 1, gradient_evaluations=steps,
                                     wall_time_s=row["wall_time_s"])
+
+    def _replica_scalars(self, row):
+        """With several replicas: each replica's train loss and accuracy over the epoch
+        (`replica_R_loss`, `replica_R_accuracy`, as in metrics.csv's `train_loss_rR`) and,
+        for replica-local optimizers (Elastic-SGD, Parle), `replica_spread`, the largest
+        distance of a replica's weights from their mean."""
+        scalars = {}
+        for column, value in row.items():
+            if column.startswith("train_") and "_r" in column:
+                key, r = column[len("train_"):].rsplit("_r", 1)
+                scalars[f"replica_{r}_{key}"] = value
+        optimizer = find_anchored_optimizer(self.model)
+        if optimizer is not None and getattr(optimizer, "num_replicas", 1) > 1:
+            scalars["replica_spread"] = max(
+                float(np.abs(stacked - stacked.mean(axis=0)).max())
+                for stacked in (distribute.stack_components(anchor) for anchor in optimizer.anchors))
+        return scalars
 
     def ms_per_gradient_evaluation(self):
         """Time in training steps per gradient evaluation, this process; the first

@@ -7,8 +7,9 @@ registries that belong to the experiment:
   OPTIMIZERS  name -> OptimizerSpec(build, defaults): how to make the optimizer
               from a resolved config, and which hyper-parameters (TrainConfig
               fields, `HYPERPARAMETERS`) it takes, with this experiment's defaults;
-  STRATEGIES  name -> a zero-argument factory of a `tf.distribute.Strategy`
-              under whose scope the model and optimizer are made.
+  STRATEGIES  name -> a factory `(replicas=None) -> tf.distribute.Strategy`
+              under whose scope the model and optimizer are made (`make_strategy`
+              checks `--replicas` against the devices).
 
 A new optimizer or strategy is one decorated function here or in the caller's
 code (`register_optimizer` / `register_strategy`); the runner's control flow
@@ -25,16 +26,18 @@ from typing import Any, Callable, Mapping
 import keras
 import tensorflow as tf
 
-from control_opt.optimizers import EntropyAdam, EntropySGD, HopfLaxSGD
+from control_opt import distribute
+from control_opt.optimizers import ElasticSGD, EntropyAdam, EntropySGD, HopfLaxSGD, Parle
+from experiments.training.baselines import CoupledL2SGD
 
 __all__ = ["HYPERPARAMETERS", "OptimizerSpec", "OPTIMIZERS", "register_optimizer", "STRATEGIES",
-           "register_strategy"]
+           "register_strategy", "make_strategy"]
 
 # The TrainConfig fields an optimizer may take; the ones it does not take must stay None.
 HYPERPARAMETERS = (
     "learning_rate", "lr_schedule", "momentum", "nesterov", "beta_1", "beta_2", "epsilon",
     "inner_steps", "langevin_steps", "langevin_learning_rate", "langevin_momentum", "langevin_nesterov",
-    "gamma", "scoping", "noise", "mean_decay", "l2",
+    "gamma", "scoping", "noise", "mean_decay", "l2", "rho", "communication_period",
 )
 
 
@@ -47,17 +50,20 @@ class OptimizerSpec:
         resolved (every hyper-parameter in `defaults` concrete), `learning_rate`
         a float or a Keras schedule over gradient evaluations.
       defaults: the hyper-parameters it takes, with this experiment's defaults.
+      replica_local: the model is built under `control_opt.replica_local(strategy)`
+        (each replica its own weights: Elastic-SGD, Parle).
     """
 
     build: Callable[[Any, Any], keras.optimizers.Optimizer]
     defaults: Mapping[str, Any]
+    replica_local: bool = False
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {}
 STRATEGIES: dict[str, Callable[[], tf.distribute.Strategy]] = {}
 
 
-def register_optimizer(name: str, *, defaults: Mapping[str, Any]):
+def register_optimizer(name: str, *, defaults: Mapping[str, Any], replica_local: bool = False):
     """Decorator registering `build(config, learning_rate)` as `--optimizer=name`.
 
     Raises:
@@ -72,14 +78,16 @@ def register_optimizer(name: str, *, defaults: Mapping[str, Any]):
         raise ValueError(f"optimizer {name!r} is already registered")
 
     def decorator(build):
-        OPTIMIZERS[name] = OptimizerSpec(build=build, defaults=dict(defaults))
+        OPTIMIZERS[name] = OptimizerSpec(build=build, defaults=dict(defaults), replica_local=replica_local)
         return build
 
     return decorator
 
 
 def register_strategy(name: str):
-    """Decorator registering a zero-argument `tf.distribute.Strategy` factory as `--strategy=name`."""
+    """Decorator registering a `tf.distribute.Strategy` factory as `--strategy=name`: called with
+    no argument for `--replicas=1`, with `replicas=N` for more (a factory that cannot place N
+    replicas raises ValueError)."""
     if name in STRATEGIES:
         raise ValueError(f"strategy {name!r} is already registered")
 
@@ -94,21 +102,33 @@ def register_strategy(name: str):
 
 
 @register_strategy("default")
-def _default_strategy():
+def _default_strategy(replicas=None):
     """TensorFlow's default (no-op) strategy: one device, the same computation as no strategy at all."""
+    if replicas not in (None, 1):
+        raise ValueError(f"--replicas={replicas} needs --strategy=mirrored; the default strategy has one replica.")
     return tf.distribute.get_strategy()
 
 
 @register_strategy("mirrored")
-def _mirrored_strategy():
-    """Synchronous data parallelism over the visible GPUs (one replica on CPU); the global
-    batch is `batch_size`, split over the replicas."""
-    return tf.distribute.MirroredStrategy()
+def _mirrored_strategy(replicas=None):
+    """Synchronous replicas on one host: the visible GPUs (one replica on CPU); with `replicas=N`,
+    the first N GPUs or, without GPUs, N logical CPU devices. The global batch is `batch_size`,
+    split over the replicas."""
+    if replicas is None:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.MirroredStrategy(distribute.local_devices(replicas))
+
+
+def make_strategy(name: str, replicas: int = 1) -> tf.distribute.Strategy:
+    """`STRATEGIES[name]` for `replicas` replicas (ValueError when they cannot be placed)."""
+    if replicas == 1:
+        return STRATEGIES[name]()
+    return STRATEGIES[name](replicas=replicas)
 
 
 # --------------------------------------------------------------------------- optimizers
 
-# The authors' defaults for the inner loop (DESIGN.md section 3; authors' Lua code).
+# The authors' defaults for the inner loop (docs/math.md section 3; authors' Lua code).
 _LANGEVIN_DEFAULTS = dict(langevin_steps=20, langevin_learning_rate=0.1, langevin_momentum=0.9,
                           langevin_nesterov=True, gamma=1e-4, scoping=1e-3, noise=1e-4,
                           mean_decay=0.75, l2=0.0)
@@ -120,8 +140,13 @@ def _langevin_kwargs(config):
 
 # Measured on MNIST-1D (CNN, batch 100, 150 effective epochs, seeds 0-2): 94.5-95.9% test
 # accuracy; a constant 0.05 plateaus at 91-93% and a constant 0.1 oscillates.
-@register_optimizer("sgd", defaults=dict(learning_rate=0.1, lr_schedule="75:0.01", momentum=0.9, nesterov=True))
+# `l2` is coupled weight decay (the papers' SGD baselines); with l2 = 0 it is Keras' SGD exactly.
+@register_optimizer("sgd", defaults=dict(learning_rate=0.1, lr_schedule="75:0.01", momentum=0.9, nesterov=True,
+                                         l2=0.0))
 def _build_sgd(config, learning_rate):
+    if config.l2:
+        return CoupledL2SGD(learning_rate=learning_rate, momentum=config.momentum, nesterov=config.nesterov,
+                            l2=config.l2)
     return keras.optimizers.SGD(learning_rate=learning_rate, momentum=config.momentum, nesterov=config.nesterov)
 
 
@@ -174,3 +199,28 @@ def _build_hopf_lax(config, learning_rate):
     return HopfLaxSGD(learning_rate=learning_rate, momentum=config.momentum, nesterov=config.nesterov,
                       inner_steps=config.inner_steps, gamma=config.gamma, scoping=config.scoping,
                       mean_decay=config.mean_decay, l2=config.l2)
+
+
+# --------------------------------------------------------------------------- replica-local optimizers
+# Each replica its own weights (docs/distributed.md); with one replica they reduce to SGD /
+# Entropy-SGD. Defaults: the Parle authors' (ucla-vision/parle) except the learning rate drop,
+# which follows the experiment's SGD baseline; rho None = their 0.01 L n.
+
+
+@register_optimizer("elastic_sgd", replica_local=True,
+                    defaults=dict(learning_rate=0.1, lr_schedule="75:0.01", momentum=0.9, nesterov=True, l2=0.0,
+                                  rho=0.1, communication_period=1))
+def _build_elastic_sgd(config, learning_rate):
+    return ElasticSGD(learning_rate=learning_rate, momentum=config.momentum, nesterov=config.nesterov,
+                      rho=config.rho, communication_period=config.communication_period, l2=config.l2,
+                      seed=config.seed)
+
+
+@register_optimizer("parle", replica_local=True,
+                    defaults=dict(learning_rate=0.1, lr_schedule="75:0.01", momentum=0.9, nesterov=True,
+                                  langevin_steps=25, langevin_learning_rate=0.1, langevin_momentum=0.9,
+                                  langevin_nesterov=True, gamma=0.01, scoping=1e-3, noise=0.0, mean_decay=0.75,
+                                  l2=0.0, rho=0.5))
+def _build_parle(config, learning_rate):
+    return Parle(learning_rate=learning_rate, momentum=config.momentum, nesterov=config.nesterov, rho=config.rho,
+                 seed=config.seed, **_langevin_kwargs(config))

@@ -1,7 +1,7 @@
 """`train_and_evaluate(config, workdir)`: the default experiment's runner as a library call.
 
 Counting. One Keras training step is one minibatch gradient evaluation for every
-optimizer (Entropy-SGD's inner Langevin steps are successive Keras steps; DESIGN.md
+optimizer (Entropy-SGD's inner Langevin steps are successive Keras steps; docs/math.md
 section 1), so an *effective epoch* is one pass over the training set,
 `steps_per_epoch = n_train // batch_size` gradient evaluations, whatever
 `langevin_steps` is. `epochs` and the epochs of `lr_schedule` count effective
@@ -23,6 +23,18 @@ the checkpoint are dropped first. A workdir holding a run with another config
 is refused (`rundir.py`); `epochs` may grow to extend a finished run. A finished
 run just reports its summary.
 
+Several replicas. `--strategy=mirrored --replicas=N` runs N synchronous replicas (N GPUs, or N
+logical CPU devices); the global batch `batch_size` is split over them. `sgd` and the others are
+data parallel (one gradient all-reduce per step); `elastic_sgd` and `parle` give each replica its
+own weights and all-reduce the parameters once per communication (docs/distributed.md), and the
+anchor the runner reports is their center. Each replica's train loss (`replica_R_loss`) and, for
+those two, the replicas' spread (`replica_spread`) go to TensorBoard's train/ scalars; metrics.csv
+gains each replica's train loss and accuracy (`train_loss_rR`, `train_accuracy_rR`; none with one
+replica) and its test columns are the center's; curves.png draws the replicas and the center. A workdir written with another strategy or number of
+replicas is refused (config mismatch), and so is a checkpoint holding another number of replicas.
+`--strategy=multi_worker` (several hosts, `TF_CONFIG`) goes to the runner's own loop instead of `fit`
+(`distributed_loop.py`: Keras' `fit` fails under `MultiWorkerMirroredStrategy`).
+
 Reproducibility. `keras.utils.set_random_seed(seed)` and TensorFlow's op
 determinism (switched on for the run only) make a fixed seed reproduce a run bit
 for bit on the same machine and build, whatever `steps_per_execution` is (it is
@@ -34,19 +46,21 @@ runs go without it: faster steps, no bit-for-bit guarantee.
 from __future__ import annotations
 
 import contextlib
+import os
 
 import keras
 import tensorflow as tf
 
-from control_opt import datasets, models
+from control_opt import distribute
 from control_opt.optimizers.callbacks import AnchorSwap
 from experiments import figures
-from experiments.training import registry
+from experiments.training import distributed_loop, inputs, registry
 from experiments.training.callbacks import Recorder, truncate_events
 from experiments.training.config import TrainConfig, default_workdir, resolve_config
 from experiments.training.data import train_batches
 from experiments.training.rundir import RunDir
 from experiments.training.schedules import learning_rate_at, learning_rate_schedule
+from experiments.training.snapshots import SNAPSHOTS_FILE, WeightSnapshots
 
 __all__ = ["train_and_evaluate", "TrainingDiverged", "effective_steps_per_execution"]
 
@@ -125,21 +139,31 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict:
       TrainingDiverged: the loss became NaN/inf; the last good checkpoint is kept.
     """
     config = resolve_config(config)
+    if config.strategy == "multi_worker":  # Keras' fit fails there: the runner's own loop
+        return distributed_loop.train_multi_worker(config, workdir)
     rundir = RunDir(default_workdir(config) if workdir is None else workdir)
     rundir.check_config(config)  # refuse a foreign run before touching anything
+    # Before anything initializes TensorFlow's devices: --replicas=N may add N logical CPU devices.
+    strategy = registry.make_strategy(config.strategy, config.replicas)
 
-    data = datasets.load(config.dataset, seed=None)
+    data = inputs.load_data(config)  # the loader's errors (missing files named) before anything is written
     n_train = len(data.x_train[:config.max_train_examples])
     steps_per_epoch = n_train // config.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {n_train} training examples")
     steps_per_execution = effective_steps_per_execution(config.steps_per_execution, steps_per_epoch)
+    if config.replicas > 1:
+        # Keras 3.15 under a MirroredStrategy of several replicas fails with steps_per_execution > 1
+        # (even with plain SGD: "You must feed a value for placeholder tensor ... while/cond").
+        steps_per_execution = 1
 
     keras.utils.set_random_seed(config.seed)
     # Bit-for-bit reproducible runs. Keras refuses XLA under op determinism (not
     # every op has a deterministic XLA kernel), so jit_compile runs go without it.
     with _op_determinism(not config.jit_compile):
-        with registry.STRATEGIES[config.strategy]().scope():
+        # Elastic-SGD / Parle: each replica its own weights (control_opt.replica_local).
+        replica_local = registry.OPTIMIZERS[config.optimizer].replica_local
+        with (distribute.replica_local(strategy) if replica_local else strategy.scope()):
             return _train(config, rundir, data, steps_per_epoch, steps_per_execution)
 
 
@@ -174,8 +198,7 @@ def _train(config: TrainConfig, rundir: RunDir, data, steps_per_epoch: int, step
         optimizer = model.optimizer  # restored state, including the position in the inner loop
         print(f"resuming {rundir.path} at effective epoch {initial_epoch}/{config.epochs}", flush=True)
     else:
-        model = models.build(config.model, input_shape=data.input_shape, num_classes=data.num_classes,
-                             seed=config.seed)
+        model = inputs.build_model(config, data)
         optimizer = registry.OPTIMIZERS[config.optimizer].build(config, schedule)
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -187,14 +210,18 @@ def _train(config: TrainConfig, rundir: RunDir, data, steps_per_epoch: int, step
           f"{config.epochs * steps_per_epoch} gradient evaluations; workdir {rundir.path}", flush=True)
     recorder = Recorder(rundir=rundir, schedule=schedule, steps_per_epoch=steps_per_epoch, rows=rows,
                         wall_time_before=rows[-1]["wall_time_s"] if rows else 0.0)
+    x_val, y_val, val_batch_size = inputs.validation_data(x_test, y_test, config.replicas)
+    callbacks = [AnchorSwap(), recorder]  # AnchorSwap first: the recorder sees the anchor
+    if config.snapshot_every:
+        callbacks.append(WeightSnapshots(os.path.join(rundir.path, SNAPSHOTS_FILE), config.snapshot_every))
     try:
         model.fit(
             train_batches(x_train, y_train, seed=config.seed, batch_size=config.batch_size,
-                          initial_epoch=initial_epoch, epochs=config.epochs),
+                          initial_epoch=initial_epoch, epochs=config.epochs, augment=config.augment),
             epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-            validation_data=(x_test, y_test), validation_batch_size=min(len(x_test), 1000),
+            validation_data=(x_val, y_val), validation_batch_size=val_batch_size,
             shuffle=False,  # the order is already (seed, epoch)-determined
-            callbacks=[AnchorSwap(), recorder],  # AnchorSwap first: the recorder sees the anchor
+            callbacks=callbacks,
             verbose=config.verbose)
     finally:
         recorder.close()

@@ -1,7 +1,8 @@
 """The workdir of a run: its files, the resume checks, and atomic writes.
 
     config.json       the resolved config (every field concrete)
-    metrics.csv       one row per effective epoch (METRICS_COLUMNS)
+    metrics.csv       one row per effective epoch (METRICS_COLUMNS; with several replicas
+                      also each replica's train loss and accuracy, `replica_columns`)
     tensorboard/      train/ and validation/ scalars per effective epoch
     checkpoint.keras  model + optimizer state after the latest epoch (`model.save`)
     checkpoint.json   {"epoch", "gradient_evaluations", "wall_time_s"} of that checkpoint
@@ -32,13 +33,24 @@ from typing import Any, Mapping
 import keras
 
 from control_opt._internal.atomic import atomic_path, atomic_write
-from experiments.training.config import RESUMABLE_CHANGES, TrainConfig
+from experiments.training.config import HYPERPARAMETERS, RESUMABLE_CHANGES, TrainConfig
 
-__all__ = ["RunDir", "ConfigMismatchError", "METRICS_COLUMNS", "write_json", "read_json"]
+__all__ = ["RunDir", "ConfigMismatchError", "METRICS_COLUMNS", "replica_columns", "write_json", "read_json"]
 
 METRICS_COLUMNS = ("epoch", "gradient_evaluations", "wall_time_s", "learning_rate",
                    "train_loss", "train_accuracy", "test_loss", "test_accuracy")
 _INTEGER_COLUMNS = ("epoch", "gradient_evaluations")
+
+
+def replica_columns(replicas: int) -> tuple[str, ...]:
+    """metrics.csv's per-replica columns, after METRICS_COLUMNS: none with one replica (the
+    columns stay METRICS_COLUMNS exactly); with several, each replica's running-mean train loss
+    and accuracy over the epoch, `train_loss_r0, train_accuracy_r0, train_loss_r1, ...`
+    (Keras' `train_loss` is their mean: equal shards). The test columns are at the center
+    (the anchor every replica holds during evaluation)."""
+    if replicas <= 1:
+        return ()
+    return tuple(f"train_{key}_r{r}" for r in range(replicas) for key in ("loss", "accuracy"))
 
 
 class ConfigMismatchError(ValueError):
@@ -80,6 +92,11 @@ class RunDir:
         stored = read_json(self.config)
         requested = dataclasses.asdict(config)
         defaults = dataclasses.asdict(TrainConfig())
+        # A hyper-parameter the optimizer did not take when the run was written (stored None)
+        # and that it now takes at its neutral default (e.g. SGD's l2 = 0) ran as that default.
+        for key, value in stored.items():
+            if value is None and requested.get(key) in (0, 0.0) and key in HYPERPARAMETERS:
+                stored[key] = requested[key]
         keys = sorted((set(stored) | set(requested)) - set(RESUMABLE_CHANGES))
         return [f"{k}: workdir has {stored.get(k, defaults.get(k))!r}, requested {requested.get(k)!r}"
                 for k in keys if stored.get(k, defaults.get(k)) != requested.get(k)]
@@ -156,7 +173,8 @@ class RunDir:
 
     def write_metrics(self, rows) -> None:
         def write(f):
-            writer = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
+            replicas = sum(1 for column in (rows[0] if rows else {}) if column.startswith("train_loss_r"))
+            writer = csv.DictWriter(f, fieldnames=METRICS_COLUMNS + replica_columns(replicas))
             writer.writeheader()
             writer.writerows(rows)
 
