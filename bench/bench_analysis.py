@@ -11,9 +11,8 @@ beside the process peak. Times are medians of repeats after one warm-up.
 
 Science (section "analysis_science"): `train_and_evaluate` (the runner) with SGD
 and with the default Entropy-SGD, 3 seeds each, with weight snapshots every 10
-steps (`experiments.training.snapshots.WeightSnapshots`; until the runner takes
-a `snapshot_every` field the callback is attached by wrapping the runner's
-`AnchorSwap` callback in this process), then `experiments.analysis_run.analyze_run`,
+steps (the runner's `snapshot_every`, `experiments.training.snapshots.WeightSnapshots`),
+then `experiments.analysis_run.analyze_run`,
 and a control run of full-batch gradient descent plus isotropic Gaussian noise
 of matched temperature.
 """
@@ -27,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -224,46 +222,11 @@ def cost(args):
 # ============================================================================ science
 
 
-def _snapshotting_anchor_swap(path, every):
-    """A replacement for the runner's `AnchorSwap` that also records weight snapshots (stopgap)."""
-    from control_opt.optimizers.callbacks import AnchorSwap
-    from experiments.training.snapshots import WeightSnapshots
-
-    class SwapAndSnapshot(AnchorSwap):
-        def __init__(self):
-            super().__init__()
-            self.snapshots = WeightSnapshots(path, every=every, max_snapshots=2000)
-
-        def set_model(self, model):
-            super().set_model(model)
-            self.snapshots.set_model(model)
-
-        def on_train_begin(self, logs=None):
-            super().on_train_begin(logs)
-            self.snapshots.on_train_begin(logs)
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.snapshots.on_train_batch_end(batch, logs)
-
-        def on_epoch_end(self, epoch, logs=None):
-            super().on_epoch_end(epoch, logs)
-            self.snapshots.on_epoch_end(epoch, logs)
-
-        def on_train_end(self, logs=None):
-            super().on_train_end(logs)
-            self.snapshots.on_train_end(logs)
-
-    return SwapAndSnapshot
-
-
 def train_with_snapshots(config, workdir, every=10):
+    """`train_and_evaluate` with the runner's weight snapshots every `every` steps."""
     from experiments import train
-    from experiments.training import run as run_module
-    from experiments.training.snapshots import SNAPSHOTS_FILE
 
-    factory = _snapshotting_anchor_swap(os.path.join(workdir, SNAPSHOTS_FILE), every)
-    with mock.patch.object(run_module, "AnchorSwap", factory):
-        return train.train_and_evaluate(config, workdir)
+    return train.train_and_evaluate(dict(config, snapshot_every=every), workdir)
 
 
 def isotropic_control(workdir, start_weights, steps, noise_std, *, learning_rate, momentum, nesterov, seed,
