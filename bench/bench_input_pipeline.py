@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench.report import machine_line, markdown_table, write_section  # noqa: E402
+from bench.timing import StepTimer  # noqa: E402
 from control_opt import models  # noqa: E402
 from control_opt.datasets import make_pipeline, whitening  # noqa: E402
 from experiments.training.data import train_batches  # noqa: E402
@@ -63,19 +64,6 @@ def on_the_fly_whitening(x_uint8, y, mean, matrix, batch):
 
     data = tf.data.Dataset.from_tensor_slices((x_uint8, y)).batch(batch)
     return data.map(whiten, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-class StepTimer(keras.callbacks.Callback):
-    def __init__(self, skip):
-        super().__init__()
-        self.skip, self.start, self.end = skip, None, None
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if batch == self.skip:
-            self.start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.end = time.perf_counter()
 
 
 def training_images_per_s(x_white, y, batch, steps, repeats, skip=2):

@@ -67,7 +67,8 @@ import numpy as np  # noqa: E402
 
 import control_opt  # noqa: E402
 from control_opt import distribute, models  # noqa: E402
-from bench.gpu_smoke import SHAPES, StepTimer, device_name  # noqa: E402
+from bench.gpu_smoke import SHAPES, device_name  # noqa: E402
+from bench.timing import synthetic_batches, timed_fit  # noqa: E402
 
 SKIP = 3  # steps of each fit left untimed (iterator start-up)
 NAMES = ("sgd", "parle", "elastic_sgd")
@@ -91,18 +92,7 @@ def make_fit(strategy, name, model_name, shape, num_classes, batch, steps, lange
         model.compile(optimizer=_optimizer(name, langevin_steps),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     global_batch = batch * replicas
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(4 * global_batch,) + shape).astype("float32")
-    y = rng.integers(0, num_classes, size=(4 * global_batch,)).astype("int64")
-    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(global_batch, drop_remainder=True).repeat().prefetch(2)
-    model.fit(data, steps_per_epoch=SKIP + 2, epochs=1, verbose=0)  # trace and build
-
-    def timed():
-        timer = StepTimer(SKIP)
-        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
-        return (timer.end - timer.start) / (steps - SKIP)
-
-    return timed
+    return timed_fit(model, synthetic_batches(shape, num_classes, global_batch, 4), steps, SKIP)
 
 
 def run(model_name="allcnn_bn", batch=128, steps=100, repeats=3, langevin_steps=25, replicas=None, shape=None):

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import re
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -33,6 +32,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import control_opt  # noqa: E402
+from bench.timing import synthetic_batches, timed_fit  # noqa: E402
 from control_opt import models  # noqa: E402
 
 SHAPES = {"allcnn_bn": ((32, 32, 3), 10), "lenet": ((28, 28, 1), 10), "mnistfc": ((28, 28, 1), 10)}
@@ -45,38 +45,12 @@ OPTIMIZERS = {
 }
 
 
-class StepTimer(keras.callbacks.Callback):
-    """Wall time from the start of step `skip` to the end of the last step of one fit."""
-
-    def __init__(self, skip):
-        super().__init__()
-        self.skip, self.start, self.end = skip, None, None
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if batch == self.skip:
-            self.start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.end = time.perf_counter()
-
-
 def make_fit(model_name, optimizer, shape, num_classes, batch, steps, jit):
     model = models.build(model_name, input_shape=shape, num_classes=num_classes, seed=0,
                          **({"authors_code": True} if model_name in ("allcnn_bn", "lenet") else {}))
     model.compile(optimizer=OPTIMIZERS[optimizer](),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit)
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.normal(size=(8 * batch,) + shape).astype("float32"))
-    y = tf.constant(rng.integers(0, num_classes, size=(8 * batch,)).astype("int64"))
-    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch, drop_remainder=True).repeat().prefetch(2)
-    model.fit(data, steps_per_epoch=SKIP + 2, epochs=1, verbose=0)  # trace and build
-
-    def timed():
-        timer = StepTimer(SKIP)
-        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
-        return (timer.end - timer.start) / (steps - SKIP)
-
-    return timed
+    return timed_fit(model, synthetic_batches(shape, num_classes, batch, 8), steps, SKIP)
 
 
 def device_name():

@@ -211,12 +211,7 @@ class ReplicaLocalCoupling:
 
     def _exchange_anchor_and_probe(self, var_list=None):
         """Center in (the probes go to `held_probe`) or probes back, per replica."""
-        if var_list is None:
-            chosen = tuple(range(len(self._trainable_variables)))
-        else:
-            chosen = tuple(sorted({self._trainable_variables_indices[self._var_key(variable)]
-                                   for variable in var_list
-                                   if self._var_key(variable) in self._trainable_variables_indices}))
+        chosen = self._chosen_indices(var_list)
         to_center = not self.anchor_in_model
         if getattr(self, "_exchange_fns", None) is None:
             object.__setattr__(self, "_exchange_fns", {})

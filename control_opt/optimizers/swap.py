@@ -52,12 +52,7 @@ class AnchorProbeExchange:
         """Swap anchor and probe of the variables in `var_list` (None: all the
         optimizer was built on); the others are released (`_release`), so a
         variable that is not trained (a frozen layer) never moves."""
-        if var_list is None:
-            chosen = tuple(range(len(self._trainable_variables)))
-        else:
-            chosen = tuple(sorted({self._trainable_variables_indices[self._var_key(variable)]
-                                   for variable in var_list
-                                   if self._var_key(variable) in self._trainable_variables_indices}))
+        chosen = self._chosen_indices(var_list)
         # One traced function (per subset) instead of three eager ops per
         # variable: the callback swaps a few times per epoch.
         if getattr(self, "_exchange_fns", None) is None:
@@ -97,3 +92,11 @@ class AnchorProbeExchange:
         held = tf.identity(_tensor_of(variable))
         self.assign(variable, anchor_slot)
         self.assign(anchor_slot, held)
+
+    def _chosen_indices(self, var_list):
+        """Indices (sorted tuple) of the variables of `var_list` the optimizer was built on; None: all."""
+        if var_list is None:
+            return tuple(range(len(self._trainable_variables)))
+        return tuple(sorted({self._trainable_variables_indices[self._var_key(variable)]
+                             for variable in var_list
+                             if self._var_key(variable) in self._trainable_variables_indices}))
