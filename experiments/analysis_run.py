@@ -425,7 +425,7 @@ def analyze_run(workdir: str, config: AnalysisConfig | None = None) -> dict:
                      traj["num_states"], traj["num_used"], traj["area_rate"], traj["area_stderr"], traj["area_z"])
     else:
         result["trajectory"] = None
-        logging.info("trajectory: no snapshots in %s (train with WeightSnapshots)", workdir)
+        logging.info("trajectory: no snapshots in %s (train with --snapshot_every=K to record them)", workdir)
     result["figures"] = _figures(workdir, result, projection) if config.figures else {}
     result["figures"] = {k: os.path.basename(v) for k, v in result["figures"].items()}
     result["seconds"] = time.perf_counter() - t_start
