@@ -39,7 +39,7 @@ gradient accumulation and EMA, both rejected in `__init__`):
    context, and every later phase receives it as an argument: no per-step
    object state, so the replica threads of `MirroredStrategy` never share
    tensors. Then, in this order: the probe goes back into the model if the
-   anchor is there (`_restore_probe`; before Keras' decoupled weight decay,
+   anchor is there (`_restore_probes`; before Keras' decoupled weight decay,
    which must act on the probe), variables the optimizer was built on but
    that this step does not update are released (`_release`: anchor and chain
    collapse onto the value the model holds, so no swap ever moves them),
@@ -70,8 +70,6 @@ Which weights the model holds, and how they are exchanged: `swap` (the
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple
-
 import keras
 import tensorflow as tf
 
@@ -79,38 +77,13 @@ from control_opt._internal import sampling
 from control_opt._internal.checks import (
     check_non_negative, check_positive, resolve_seed)
 from control_opt.optimizers.outer_rules import AdamOuterStep, MomentumOuterStep
+from control_opt.optimizers.step_scalars import StepScalars
 from control_opt.optimizers.swap import AnchorProbeExchange, _tensor_of
 
 __all__ = ["AnchoredOptimizer", "AdamOuterStep", "MomentumOuterStep", "StepScalars", "find_anchored_optimizer"]
 
 # Salt that separates the noise streams of the variables of one optimizer.
 _VARIABLE_SALT = 0x9E3779B1
-
-
-class StepScalars(NamedTuple):
-    """The scalars shared by every variable's update in one step.
-
-    Built once per step by `AnchoredOptimizer._step_scalars`, in replica
-    context (so under a `tf.distribute` strategy each replica has its own, and
-    `merge_call` / `extended.update` hand each device its own copy), and passed
-    down as an argument, never stored on the optimizer.
-
-    Fields:
-      step: the optimizer's `iterations` before this step (int64).
-      outer: k = step // L, the number of completed outer steps.
-      position: l = step % L, the position in the inner loop.
-      anchor_in_model: bool, the model's variables hold the anchor (the probe
-        is swapped back before anything else happens).
-      chain: `{dtype name: subclass scalars}` from `_chain_scalars(k, dtype)`
-        (e.g. `{"gamma": gamma_k}`), one entry per dtype of the updated
-        variables, so a float64 model gets float64 scalars.
-    """
-
-    step: tf.Tensor
-    outer: tf.Tensor
-    position: tf.Tensor
-    anchor_in_model: tf.Tensor
-    chain: dict
 
 
 def find_anchored_optimizer(model_or_optimizer):
@@ -257,7 +230,7 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
         # `__init__`): the probe must be back in the model before Keras'
         # decoupled weight decay acts on it.
         scalars = self._step_scalars(trainable_variables)
-        self._for_each_variable(self._restore_probe, trainable_variables, scalars)
+        self._restore_probes(trainable_variables, scalars)
         updated = {self._var_key(variable) for variable in trainable_variables}
         idle = [variable for variable in self._trainable_variables if self._var_key(variable) not in updated]
         if idle:  # a subset (frozen layer, no gradient): those variables must not move
@@ -265,7 +238,7 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
         grads = self._clip_gradients(grads)
         self._apply_weight_decay(trainable_variables)
         self._backend_update_step(grads, trainable_variables, self.learning_rate, scalars)
-        # Every variable swapped back by `_restore_probe` (if it had to).
+        # Every variable swapped back by `_restore_probes` (if it had to).
         self._anchor_in_model.assign(0)
 
     def _for_each_variable(self, fn, variables, *args):
@@ -326,10 +299,26 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
         (`distribution.extended.batch_reduce_to`)."""
         return controls
 
-    def _restore_probe(self, variable, scalars):
-        # A model finalized (anchor in it) and fit again without AnchorSwap.
-        anchor_slot = self._anchors[self._get_variable_index(variable)]
-        tf.cond(scalars.anchor_in_model, lambda: self._swap_one(variable, anchor_slot), lambda: None)
+    def _restore_probes(self, variables, scalars):
+        """A model finalized (anchor in it) and fit again without AnchorSwap:
+        the probes go back, behind one `tf.cond` for all variables (not one per
+        variable: this runs on every step)."""
+        variables = [_tensor_of(variable) for variable in variables]
+
+        def merged(distribution, variables, scalars):
+            held = distribution.experimental_local_results(scalars.anchor_in_model)[0]
+
+            def swap_all():
+                for variable in variables:
+                    distribution.extended.update(variable, self._put_probe_back, group=False)
+
+            tf.cond(held, swap_all, lambda: None)
+
+        tf.__internal__.distribute.interim.maybe_merge_call(merged, self._distribution_strategy, variables, scalars)
+
+    def _put_probe_back(self, variable):
+        """One variable's probe back into the model (here: the anchor slot holds it; a swap)."""
+        self._swap_one(variable, self._anchors[self._get_variable_index(variable)])
 
     def _release(self, variable):
         """A built variable that this step does not update: its anchor and chain
@@ -383,7 +372,7 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
         """Keras' per-variable entry point, for callers outside `apply`: one
         whole step (chain, then the outer step if due) on one variable."""
         scalars = self._step_scalars([variable])
-        self._restore_probe(variable, scalars)
+        tf.cond(scalars.anchor_in_model, lambda: self._put_probe_back(variable), lambda: None)
         self._chain_update(variable, gradient, scalars)
         tf.cond(tf.equal(scalars.position, self._inner_steps - 1),
                 lambda: self._outer_update(variable, self._read_control(variable, scalars), learning_rate, scalars),

@@ -188,9 +188,8 @@ class ReplicaLocalCoupling:
         swapped in: `mean_a x_a` (one all-reduce, outside the training step)."""
         return distribute.all_reduce_mean(distribution, self._per_replica_reads(self._anchors))
 
-    def _restore_probe(self, variable, scalars):
-        held = self._held_probes[self._get_variable_index(variable)]
-        tf.cond(scalars.anchor_in_model, lambda: self.assign(variable, held), lambda: None)
+    def _put_probe_back(self, variable):
+        self.assign(variable, self._held_probes[self._get_variable_index(variable)])
 
     def _release(self, variable):
         super()._release(variable)
