@@ -1,6 +1,7 @@
 """Keras optimizers built on the anchor / probe / control pattern (`anchored`).
 
   anchored      `AnchoredOptimizer`: anchor, probe, chain, control, outer step
+  step_scalars  `StepScalars`, the per-step scalars every phase receives as an argument
   swap          which weights the model holds: the exact anchor/probe exchange
   outer_rules   the outer step's direction: (Nesterov) momentum, Adam
   entropy_sgd   `EntropySGD`, `EntropyAdam` (local entropy, an SGLD chain)
