@@ -30,21 +30,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
-def _arg(name, default):
-    for i, arg in enumerate(sys.argv):
-        if arg == f"--{name}" and i + 1 < len(sys.argv):
-            return sys.argv[i + 1]
-        if arg.startswith(f"--{name}="):
-            return arg.split("=", 1)[1]
-    return default
-
+from bench.cli import argv_value  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
 # One process per number of replicas (`--child`): TensorFlow's collectives refuse a second
 # MirroredStrategy of another size in the same process, and logical devices are fixed at start.
-_MAX_N = max(int(n) for n in _arg("replicas", "1,2,4").split(","))
-if _arg("child", None) is not None:
+_MAX_N = max(int(n) for n in argv_value("replicas", "1,2,4").split(","))
+if argv_value("child", None) is not None:
     tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
                                                [tf.config.LogicalDeviceConfiguration()] * _MAX_N)
 

@@ -33,28 +33,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-
-def _argv_value(name):
-    for i, arg in enumerate(sys.argv):
-        if arg == f"--{name}" and i + 1 < len(sys.argv):
-            return sys.argv[i + 1]
-        if arg.startswith(f"--{name}="):
-            return arg.split("=", 1)[1]
-    return None
+from bench.cli import argv_value  # noqa: E402
 
 
 def _configure_devices():
     """Without GPUs, the logical CPU devices of the replicas (2 by default), before TensorFlow starts."""
     if tf.config.list_physical_devices("GPU"):
         return
-    n = int(_argv_value("replicas") or 2)
+    n = int(argv_value("replicas") or 2)
     tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
                                                [tf.config.LogicalDeviceConfiguration()] * n)
 
@@ -129,12 +121,9 @@ def markdown_row(result, command):
 
 
 def write(result, command):
-    from bench.report import BENCHMARKS, machine_line, write_section  # pylint: disable=import-outside-toplevel
+    from bench.report import machine_line, section_rows, write_section  # pylint: disable=import-outside-toplevel
 
-    old = open(BENCHMARKS).read() if os.path.exists(BENCHMARKS) else ""
-    found = re.search(r"<!-- begin: gpu_distributed -->(.*?)<!-- end: gpu_distributed -->", old, re.S)
-    rows = [line for line in (found.group(1).splitlines() if found else [])
-            if line.startswith("| ") and not line.startswith("| model") and not line.startswith("|---")]
+    rows = section_rows("gpu_distributed")
     key = f"| {result['model']} {tuple(result['input_shape'])} | {result['device']} |"
     rows = [r for r in rows if not r.startswith(key)] + [markdown_row(result, command)]
     md = ("## Several devices: images/s of Parle and Elastic-SGD vs data-parallel SGD "

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -89,12 +88,9 @@ HEADER = ("| model (input) | device | batch | SGD ms/step | Entropy-SGD ms/step 
 
 
 def write(result, command, note):
-    from bench.report import BENCHMARKS, machine_line, write_section  # pylint: disable=import-outside-toplevel
+    from bench.report import machine_line, section_rows, write_section  # pylint: disable=import-outside-toplevel
 
-    old = open(BENCHMARKS).read() if os.path.exists(BENCHMARKS) else ""
-    found = re.search(r"<!-- begin: gpu_smoke -->(.*?)<!-- end: gpu_smoke -->", old, re.S)
-    rows = [line for line in (found.group(1).splitlines() if found else [])
-            if line.startswith("| ") and not line.startswith("| model") and not line.startswith("|---")]
+    rows = section_rows("gpu_smoke")
     key = f"| {result['model']} {tuple(result['input_shape'])} | {result['device']} |"
     rows = [r for r in rows if not r.startswith(key)] + [markdown_row(result, command)]
     md = ("## Paper networks: SGD vs Entropy-SGD step time (`bench/gpu_smoke.py`)\n\n"

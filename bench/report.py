@@ -28,6 +28,16 @@ def write_section(name, markdown, path=BENCHMARKS):
     atomic_write(path, lambda f: f.write(text))
 
 
+def section_rows(name, path=BENCHMARKS):
+    """The data rows of the tables of section `name` (header and separator lines left out), so a
+    benchmark that measures one row at a time can keep the rows it did not rerun."""
+    text = open(path).read() if os.path.exists(path) else ""
+    found = re.search(f"<!-- begin: {re.escape(name)} -->(.*?)<!-- end: {re.escape(name)} -->", text, re.S)
+    lines = found.group(1).splitlines() if found else []
+    return [line for line in lines
+            if line.startswith("| ") and not line.startswith("| model") and not line.startswith("|---")]
+
+
 def markdown_table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
