@@ -70,7 +70,9 @@ Which weights the model holds, and how they are exchanged: `swap` (the
 from __future__ import annotations
 
 import warnings
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from control_opt._internal import sampling
@@ -223,7 +225,8 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
             outer=outer,
             position=step % self._inner_steps,
             anchor_in_model=tf.equal(tf.convert_to_tensor(self._anchor_in_model), 1),
-            chain={dtype: chain_scalars(dtype) for dtype in dtypes})
+            chain={dtype: chain_scalars(dtype) for dtype in dtypes},
+            noise=self._step_noise(trainable_variables, step))
 
     def _backend_apply_gradients(self, grads, trainable_variables):
         # Replaces Keras' (gradient accumulation and EMA are rejected in
@@ -333,11 +336,14 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
     def _chain_update(self, variable, gradient, scalars):
         """Phase 1 for one variable: the probe and the chain statistics move."""
         index = self._get_variable_index(variable)
-        dtype = variable.dtype
         # Dense: the chain's arithmetic (means, tf.where) needs it (Embedding gives IndexedSlices).
-        gradient = tf.cast(tf.convert_to_tensor(gradient), dtype)
-        probe = tf.identity(variable)
-        anchor = tf.identity(self._anchors[index])
+        gradient = tf.convert_to_tensor(gradient)
+        if gradient.dtype != variable.dtype:
+            gradient = tf.cast(gradient, variable.dtype)
+        # One read of each, no copy: every assign below comes after these reads
+        # (automatic control dependencies order the ops on a resource).
+        probe = tf.convert_to_tensor(variable)
+        anchor = tf.convert_to_tensor(self._anchors[index])
         if self.l2:
             gradient = gradient + self.l2 * probe
         slots = self._chain_slots(index)
@@ -349,15 +355,15 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
 
     def _read_control(self, variable, scalars):
         index = self._get_variable_index(variable)
-        statistics = [None if slot is None else tf.identity(slot) for slot in self._chain_slots(index)]
-        return self._control(tf.identity(self._anchors[index]), statistics)
+        statistics = [None if slot is None else tf.convert_to_tensor(slot) for slot in self._chain_slots(index)]
+        return self._control(tf.convert_to_tensor(self._anchors[index]), statistics)
 
     def _outer_update(self, variable, control, learning_rate, scalars):
         """Phase 3 for one variable: `w <- w - eta rule(a + wd w)`; probe and chain restart at w."""
         index = self._get_variable_index(variable)
         dtype = variable.dtype
         anchor_slot = self._anchors[index]
-        anchor = tf.identity(anchor_slot)
+        anchor = tf.convert_to_tensor(anchor_slot)
         if self.l2 and self._L2_ON_CONTROL:
             control = control + self.l2 * anchor
         direction = self._outer_direction(index, control, scalars.outer + 1)
@@ -378,19 +384,45 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
                 lambda: self._outer_update(variable, self._read_control(variable, scalars), learning_rate, scalars),
                 lambda: None)
 
-    def noise_normal(self, index, shape, dtype, step):
-        """`xi ~ N(0, I)` for variable `index` at iteration `step`, from
-        stateless ops: a pure function of (seed, variable, iteration), so a
-        resumed or replayed run draws the same noise, and all replicas of a
-        `tf.distribute` strategy draw the same. Drawn through the library's one
+    def _step_noise(self, variables, step):
+        """Hook: this step's noise `{variable index: tensor}` for the chain
+        (`scalars.noise`), drawn once per step in replica context; None (the
+        default) when the chain draws none. See `draw_step_noise`."""
+        return None
+
+    def draw_step_noise(self, variables, step, scale):
+        """`scale * xi`, `xi ~ N(0, I)`, for every variable of this step, as
+        `{variable index: tensor of the variable's shape and dtype}`.
+
+        One draw per step and dtype, split across the variables (in the
+        optimizer's variable order), not one draw per variable: a per-step
+        cost of a few ops instead of a few dozen ops per variable. The draw is
+        a pure function of (seed, dtype stream, iteration) through stateless
+        ops (`_noise_seed_of`), so a resumed or replayed run draws the same
+        noise, and under a `tf.distribute` strategy every replica of a
+        data-parallel optimizer draws the same numbers (Elastic-SGD and Parle
+        key the seed by replica as well). Drawn through the library's one
         Gaussian sampler (Box-Muller on Philox bits converted by the library),
         so eager, graph and XLA runs draw the same numbers (TensorFlow's own
         `stateless_normal` does not under XLA); with 16 random bits per uniform
-        (`sampling.standard_normal(bits=16)`), half the random bits per draw:
-        the Philox kernel is most of the noise's cost on CPU."""
-        seed = tf.cast(tf.stack([self._noise_seed + index * _VARIABLE_SALT,
-                                 tf.cast(step, tf.int64)]), tf.int32)  # wraps
-        return sampling.standard_normal(shape, seed, dtype, bits=16)
+        (`sampling.standard_normal(bits=16)`): the Philox kernel is most of the
+        noise's cost on CPU."""
+        groups = {}
+        for variable in sorted(variables, key=self._get_variable_index):
+            groups.setdefault(tf.as_dtype(variable.dtype).name, []).append(variable)
+        noise = {}
+        for stream, dtype in enumerate(sorted(groups)):
+            members = groups[dtype]
+            sizes = [int(np.prod(variable.shape)) for variable in members]
+            flat = scale * sampling.standard_normal([sum(sizes)], self._noise_seed_of(stream, step), dtype, bits=16)
+            for variable, piece in zip(members, tf.split(flat, sizes) if len(sizes) > 1 else [flat]):
+                noise[self._get_variable_index(variable)] = tf.reshape(piece, variable.shape)
+        return noise
+
+    def _noise_seed_of(self, stream, step):
+        """The stateless seed of dtype stream `stream` at iteration `step`:
+        `[seed + stream * salt, step]` as int32 (wrapping)."""
+        return tf.cast(tf.stack([self._noise_seed + stream * _VARIABLE_SALT, tf.cast(step, tf.int64)]), tf.int32)
 
     # ------------------------------------------------- subclass interface
     def _build_chain(self, var_list):

@@ -43,7 +43,7 @@ import tensorflow as tf
 from control_opt import distribute
 from control_opt.distribute.reduction import _regroup
 from control_opt.distribute.replicas import _in_a_strategy
-from control_opt._internal import checks, sampling
+from control_opt._internal import checks
 from control_opt.optimizers import anchored
 from control_opt.optimizers.swap import _tensor_of
 
@@ -137,13 +137,12 @@ class ReplicaLocalCoupling:
                 gradient = gradient * tf.cast(n, gradient.dtype)
             self._chain_update(variable, gradient, scalars)
 
-    def noise_normal(self, index, shape, dtype, step):
-        """`xi ~ N(0, I)` keyed by (seed, replica, variable, iteration), stateless;
-        replica 0 draws the stream of `AnchoredOptimizer.noise_normal`."""
+    def _noise_seed_of(self, stream, step):
+        """Keyed by (seed, replica, dtype stream, iteration), stateless;
+        replica 0 draws the stream of `AnchoredOptimizer.draw_step_noise`."""
         replica = tf.cast(distribute.replica_id(), tf.int64)
-        seed = tf.cast(tf.stack([self._noise_seed + index * _VARIABLE_SALT + replica * _REPLICA_SALT,
+        return tf.cast(tf.stack([self._noise_seed + stream * _VARIABLE_SALT + replica * _REPLICA_SALT,
                                  tf.cast(step, tf.int64)]), tf.int32)  # wraps
-        return sampling.standard_normal(shape, seed, dtype, bits=16)
 
     # ---------------------------------------------------------- phase 2 helpers
     def _per_replica_reads(self, slots):

@@ -99,16 +99,19 @@ class _LocalEntropyChain(anchored.AnchoredOptimizer):
     def _chain_step(self, index, gradient, probe, anchor, slots, scalars):
         mean, velocity = slots
         dtype = probe.dtype
-        noise = None
-        if self.noise:
-            scale = local_entropy.langevin_noise_scale(self.noise, self.langevin_learning_rate)
-            noise = scale * self.noise_normal(index, tf.shape(probe), dtype, scalars.step)
+        noise = scalars.noise[index] if self.noise else None
         new_probe, new_velocity = local_entropy.langevin_step(
             probe, gradient, anchor, velocity,
             learning_rate=self.langevin_learning_rate, gamma=scalars.chain[dtype.name]["gamma"],
             momentum=self.langevin_momentum, nesterov=self.langevin_nesterov, noise=noise)
         new_mean = local_entropy.running_mean(mean, new_probe, self.mean_decay)
         return new_probe, (new_mean, new_velocity)
+
+    def _step_noise(self, variables, step):
+        if not self.noise:
+            return None
+        scale = local_entropy.langevin_noise_scale(self.noise, self.langevin_learning_rate)
+        return self.draw_step_noise(variables, step, scale)
 
     def _chain_reset(self, anchor):
         return (anchor, tf.zeros_like(anchor) if self.langevin_momentum else None)

@@ -26,6 +26,9 @@ class StepScalars(NamedTuple):
       chain: `{dtype name: subclass scalars}` from `_chain_scalars(k, dtype)`
         (e.g. `{"gamma": gamma_k}`), one entry per dtype of the updated
         variables, so a float64 model gets float64 scalars.
+      noise: `{variable index: tensor}`, this step's noise for the chain,
+        drawn once per step (`AnchoredOptimizer.draw_step_noise`), or None
+        when the chain draws none.
     """
 
     step: tf.Tensor
@@ -33,3 +36,4 @@ class StepScalars(NamedTuple):
     position: tf.Tensor
     anchor_in_model: tf.Tensor
     chain: dict
+    noise: dict | None = None
