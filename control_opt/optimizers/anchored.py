@@ -23,7 +23,8 @@ pass over the data whatever L is, as in the papers.
 A subclass supplies two small parts, and nothing else:
 
 * its chain: `_build_chain`, `_chain_slots(index)`, `_chain_step(...)` (one
-  inner step, returning the new probe and the new chain statistics),
+  inner step, returning the new probe and the new chain statistics; or
+  `_chain_apply(...)`, the same step done in place, e.g. with fused kernels),
   `_chain_reset(anchor)` and `_control(anchor, statistics)`;
 * its outer rule: `_build_outer` and `_outer_direction(index, gradient)`, e.g.
   `MomentumOuterStep` or `AdamOuterStep` below (mix-ins).
@@ -346,6 +347,12 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
         anchor = tf.convert_to_tensor(self._anchors[index])
         if self.l2:
             gradient = gradient + self.l2 * probe
+        self._chain_apply(index, variable, gradient, probe, anchor, scalars)
+
+    def _chain_apply(self, index, variable, gradient, probe, anchor, scalars):
+        """One inner step for one variable, in place. Default: `_chain_step`
+        gives the new probe and statistics, assigned here; a chain with fused
+        kernels (Entropy-SGD's) overrides this instead of `_chain_step`."""
         slots = self._chain_slots(index)
         new_probe, statistics = self._chain_step(index, gradient, probe, anchor, slots, scalars)
         self.assign(variable, new_probe)

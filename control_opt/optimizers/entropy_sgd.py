@@ -36,6 +36,7 @@ import tensorflow as tf
 from control_opt.formulas import local_entropy
 from control_opt._internal import checks
 from control_opt.optimizers import anchored
+from control_opt.optimizers.swap import _tensor_of
 
 __all__ = ["EntropyAdam", "EntropySGD"]
 
@@ -96,16 +97,16 @@ class _LocalEntropyChain(anchored.AnchoredOptimizer):
     def _chain_scalars(self, outer_step, dtype):
         return {"gamma": self.scope(outer_step, dtype)}
 
-    def _chain_step(self, index, gradient, probe, anchor, slots, scalars):
-        mean, velocity = slots
-        dtype = probe.dtype
-        noise = scalars.noise[index] if self.noise else None
-        new_probe, new_velocity = local_entropy.langevin_step(
-            probe, gradient, anchor, velocity,
-            learning_rate=self.langevin_learning_rate, gamma=scalars.chain[dtype.name]["gamma"],
-            momentum=self.langevin_momentum, nesterov=self.langevin_nesterov, noise=noise)
-        new_mean = local_entropy.running_mean(mean, new_probe, self.mean_decay)
-        return new_probe, (new_mean, new_velocity)
+    def _chain_apply(self, index, variable, gradient, probe, anchor, scalars):
+        # In place, with TensorFlow's fused training kernels (formulas.local_entropy).
+        variable = _tensor_of(variable)  # a Keras variable when Keras' `update_step` is called directly
+        mean, velocity = self._chain_slots(index)
+        new_probe = local_entropy.langevin_step_in_place(
+            variable, None if velocity is None else _tensor_of(velocity), gradient, anchor,
+            learning_rate=self.langevin_learning_rate, gamma=scalars.chain[variable.dtype.name]["gamma"],
+            momentum=self.langevin_momentum, nesterov=self.langevin_nesterov,
+            noise=scalars.noise[index] if self.noise else None)
+        local_entropy.running_mean_in_place(_tensor_of(mean), new_probe, self.mean_decay)
 
     def _step_noise(self, variables, step):
         if not self.noise:

@@ -165,6 +165,25 @@ if not QUICK:
     quiet = fit(build(lambda: control_opt.Parle(langevin_steps=3, rho=0.0, noise=0.0, seed=3)), xd, yd)
     results["noise_spread"], results["no_noise_spread"] = spread(noisy), spread(quiet)
 
+# 6b. Data-parallel Entropy-SGD (mirrored weights): every replica draws the same noise (one draw
+# per step, split across the variables), so the copies stay identical, and the run equals the
+# same global batches on one device.
+if not QUICK:
+    def entropy_sgd(strategy):
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="tanh"),
+                                      keras.layers.Dense(2)])
+            model.compile(optimizer=control_opt.EntropySGD(learning_rate=0.5, langevin_steps=3, gamma=0.03,
+                                                           noise=1e-2, seed=5), loss=LOSS, jit_compile=False)
+        return fit(model, x, y)
+
+    mirrored, single = entropy_sgd(STRATEGY), entropy_sgd(tf.distribute.get_strategy())
+    results["data_parallel_copies_differ"] = max(
+        float(np.abs(c - c[0]).max()) for c in stacked(mirrored.optimizer.anchors + mirrored.trainable_variables))
+    results["data_parallel_minus_one_device"] = max(
+        float(np.abs(a - b).max()) for a, b in zip(mirrored.get_weights(), single.get_weights()))
+
 # 7. Save mid outer loop, load, continue == uninterrupted (Parle, L = 3, 4 steps per epoch).
 if len(sys.argv) > 3 and not QUICK:
     path = os.path.join(sys.argv[3], "parle.keras")

@@ -90,6 +90,13 @@ def test_each_replica_draws_its_own_noise(two):
     assert two["noise_spread"] > 1e-4
 
 
+def test_data_parallel_entropy_sgd_draws_the_same_noise_on_every_replica(two):
+    # Mirrored weights, noise on: the copies never drift apart, and the run is the one-device run
+    # (up to the order of the gradient all-reduce's sum).
+    assert two["data_parallel_copies_differ"] == 0.0
+    assert two["data_parallel_minus_one_device"] < 1e-5
+
+
 def test_save_mid_outer_loop_load_and_continue_equals_uninterrupted(two):
     assert two["saved_inner_step"] != 0 and two["loaded_type"] == "Parle"
     assert two["resume_weights"] == 0.0 and two["resume_state"] == 0.0
