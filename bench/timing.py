@@ -1,14 +1,106 @@
-"""Timing helpers shared by the benchmarks: per-step wall time of a Keras `fit`."""
+"""Timing helpers shared by the benchmarks, built so that a table cannot lie.
+
+* `interleave` runs the contenders in rounds, every contender once per round,
+  the order rotated from round to round, so a slow minute of a shared machine
+  hits every contender alike;
+* `Spread` keeps every sample and prints min / median / max;
+* `paired_ratio` divides each round's time by the baseline's time in the same
+  round and reports the median of those ratios with their range; it refuses
+  (ValueError) to form a ratio from a single run;
+* `require_repeats` refuses to write a table to BENCHMARKS.md from fewer than
+  `MIN_REPEATS` (9) repeats.
+
+`StepTimer`, `synthetic_batches` and `timed_fit` time the steps of a Keras `fit`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import statistics
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["StepTimer", "synthetic_batches", "timed_fit"]
+__all__ = ["MIN_REPEATS", "Spread", "StepTimer", "interleave", "paired_ratio", "require_repeats",
+           "synthetic_batches", "timed_fit"]
+
+MIN_REPEATS = 9
+
+
+@dataclasses.dataclass(frozen=True)
+class Spread:
+    """All samples of one contender; `text()` prints `median [min - max]`."""
+
+    samples: tuple
+
+    @property
+    def n(self):
+        return len(self.samples)
+
+    @property
+    def min(self):
+        return min(self.samples)
+
+    @property
+    def median(self):
+        return statistics.median(self.samples)
+
+    @property
+    def max(self):
+        return max(self.samples)
+
+    def text(self, scale=1.0, digits=3):
+        return f"{self.median * scale:.{digits}f} [{self.min * scale:.{digits}f} - {self.max * scale:.{digits}f}]"
+
+
+def interleave(contenders, repeats):
+    """`{name: Spread}`: `repeats` rounds, each calling every contender (a
+    no-argument callable returning a time in seconds) once, the order rotated
+    by one every round."""
+    names = list(contenders)
+    samples = {name: [] for name in names}
+    for round_ in range(repeats):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            samples[name].append(float(contenders[name]()))
+    return {name: Spread(tuple(values)) for name, values in samples.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Ratio:
+    """Median, min and max over rounds of `time / baseline time in the same round`."""
+
+    median: float
+    min: float
+    max: float
+    n: int
+
+    def text(self, digits=3):
+        return f"{self.median:.{digits}f} [{self.min:.{digits}f} - {self.max:.{digits}f}]"
+
+
+def paired_ratio(spread, baseline):
+    """The per-round ratios of two `Spread`s timed by the same `interleave`.
+
+    Raises:
+      ValueError: fewer than 2 rounds (a ratio of single runs says nothing of
+        its noise), or the two were not timed in the same rounds.
+    """
+    if spread.n != baseline.n:
+        raise ValueError(f"paired_ratio needs samples from the same rounds, got {spread.n} and {baseline.n}.")
+    if spread.n < 2:
+        raise ValueError(f"refusing a ratio from {spread.n} run: time at least 2 (tables need {MIN_REPEATS}).")
+    ratios = [a / b for a, b in zip(spread.samples, baseline.samples)]
+    return Ratio(statistics.median(ratios), min(ratios), max(ratios), len(ratios))
+
+
+def require_repeats(repeats, writing):
+    """Exit with a message when a table would be written from fewer than `MIN_REPEATS` repeats."""
+    if writing and repeats < MIN_REPEATS:
+        raise SystemExit(f"--repeats={repeats}: a table in BENCHMARKS.md needs at least {MIN_REPEATS} "
+                         "repeats; pass --no-write to try fewer.")
 
 
 class StepTimer(keras.callbacks.Callback):
