@@ -172,8 +172,8 @@ _SHARED_DOC = """
       mean_decay: beta1, the weight of the old mean in `mu` (0.75).
       l2: coupled L2 weight decay `wd` (added to the gradient in both loops);
         Keras's decoupled `weight_decay` stays available and acts on the probe.
-      seed: integer seed of the Langevin noise (stateless draws from
-        (seed, variable, iteration)); None draws one from Python's `random`.
+      seed: integer seed of the Langevin noise (one stateless draw per
+        iteration for all variables, from (seed, iteration)); None draws one from Python's `random`.
       **kwargs: the Keras optimizer arguments (`name`, `clipnorm`, ...).
 """
 

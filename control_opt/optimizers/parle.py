@@ -89,7 +89,7 @@ class Parle(anchored.MomentumOuterStep, ReplicaLocalCoupling, _LocalEntropyChain
         "weights" (the paper: `xbar = mean x_a`).
       l2: coupled L2 weight decay (the code has it off).
       seed: integer seed of the Langevin noise, drawn per (seed, replica,
-        variable, iteration), stateless.
+        iteration) for all variables at once, stateless.
 
     Departures from the code, kept for the library's conventions: the probe
     and the running mean restart at the new anchor every outer step (the
