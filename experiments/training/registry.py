@@ -166,8 +166,10 @@ def _build_adam(config, learning_rate):
 #     (seed 1 blew up at epoch 94 and had not recovered: a constant outer lr of 1
 #     leaves the anchor following every excursion of the chain)
 #   same, outer lr 1 then 0.1 from epoch 75 (the default):     94.3, 93.8, 94.8
-#     (94.3, 94.5, 94.3 with the Box-Muller noise sampler of 2026-11-27; the rows
-#     above were measured with the earlier ndtri sampler, another noise stream)
+#     (94.3, 94.5, 94.3 with the Box-Muller noise sampler of 2026-11-27, and
+#     94.2, 95.3, 94.0 since 2026-11-28, one noise draw per step split across the
+#     variables, another stream again; the rows above were measured with the
+#     earlier ndtri sampler)
 #   same, eta' = 0.05 instead of the lr drop:                  87.0, 91.6, 92.0
 #   SGD, Nesterov 0.9, lr 0.1 dropped to 0.01 at 75:           94.8, 95.3, 94.6
 # Also tried (seed 0): gamma0=0.03: 93.3; L=5: 92.0; eps=1e-3 with eta'=0.05: 91.2.
@@ -182,7 +184,8 @@ def _build_entropy_sgd(config, learning_rate):
 # Outer Adam step size measured on MNIST-1D (seed 0, 6000 gradient evaluations, the
 # authors' inner loop): 1e-3 (the class default): 78.4%; 0.01: 91.2%; 0.03: 94.4%;
 # 0.1: 86.7%. Adam normalizes the control, and there are only 300 outer steps.
-# (0.03 gives 93.8% with the Box-Muller noise sampler; the sweep used the earlier one.)
+# (0.03 gives 93.8% with the Box-Muller noise sampler of 2026-11-27, 92.8% with one draw per step
+# since 2026-11-28; the sweep used the earlier sampler.)
 @register_optimizer("entropy_adam",
                     defaults=dict(learning_rate=0.03, lr_schedule="", beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                                   **_LANGEVIN_DEFAULTS))
