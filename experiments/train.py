@@ -21,9 +21,10 @@ paper's test error and exits. --data_dir is the folder of the data set's files
 (default $CONTROL_OPT_DATA_DIR); nothing is downloaded.
 
 The workdir (default `runs/<optimizer>_<dataset>`, `runs/<config>` with --config) receives config.json,
-metrics.csv, tensorboard/, checkpoint.keras, checkpoint.json, summary.json and
-curves.png (`experiments/training/rundir.py`); running the same command again
-resumes the run there, and a larger --epochs extends a finished one.
+metrics.csv, tensorboard/, checkpoint.keras and checkpoint.json (every --checkpoint_every
+effective epochs and after the last), summary.json and curves.png
+(`experiments/training/rundir.py`); running the same command again resumes the run
+there from its latest checkpoint, and a larger --epochs extends a finished one.
 
 Exit status: 0 on success, 1 if the loss became NaN/inf (the last good
 checkpoint is kept), 2 for a bad configuration (unknown name, bad value, config

@@ -15,6 +15,7 @@ from control_opt import datasets
 from control_opt.optimizers import find_anchored_optimizer
 from experiments import train
 from experiments.training import data as training_data
+from experiments.training.callbacks import read_scalar_events
 from experiments.training import schedules
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,6 +86,7 @@ def test_unknown_override_key_is_named():
     ("epochs", "3", "epochs must be of type int"),
     ("learning_rate", -1.0, "learning_rate must be a positive"),
     ("verbose", 3, "verbose must be 0, 1 or 2"),
+    ("checkpoint_every", 0, "checkpoint_every must be a positive integer"),
 ])
 def test_bad_config_values_raise(key, value, message):
     with pytest.raises(ValueError, match=message):
@@ -205,12 +207,25 @@ def test_workdir_with_another_config_is_refused_untouched(finished_run):
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     workdir = str(tmp_path / "nan")
     with pytest.raises(train.TrainingDiverged, match="NaN or infinite during effective epoch 2.*epoch 1"):
-        train.train_and_evaluate(tiny(epochs=3, lr_schedule="1:1e8"), workdir)
+        train.train_and_evaluate(tiny(epochs=3, lr_schedule="1:1e8", checkpoint_every=1), workdir)
     assert [int(r["epoch"]) for r in read_rows(workdir)] == [1]
     model = keras.models.load_model(os.path.join(workdir, "checkpoint.keras"))
     assert int(model.optimizer.iterations.numpy()) == 8
     assert all(np.isfinite(w).all() for w in model.get_weights())
     assert not os.path.exists(os.path.join(workdir, "summary.json"))
+
+
+def test_nan_loss_before_the_first_checkpoint_says_none_was_written_and_a_rerun_starts_afresh(tmp_path):
+    workdir = str(tmp_path / "nan_sparse")
+    with pytest.raises(train.TrainingDiverged, match="epoch 2.*no checkpoint was written"):
+        train.train_and_evaluate(tiny(epochs=3, lr_schedule="1:1e8", checkpoint_every=2), workdir)
+    assert [int(r["epoch"]) for r in read_rows(workdir)] == [1]  # logged, past any checkpoint
+    assert not os.path.exists(os.path.join(workdir, "checkpoint.keras"))
+    with pytest.raises(train.TrainingDiverged, match="no checkpoint was written"):  # again from scratch
+        train.train_and_evaluate(tiny(epochs=3, lr_schedule="1:1e8", checkpoint_every=2), workdir)
+    assert [int(r["epoch"]) for r in read_rows(workdir)] == [1]  # the old row dropped, not doubled
+    events = read_scalar_events(os.path.join(workdir, "tensorboard"))
+    assert sorted(step for tag, step, _ in events["validation"] if tag == "epoch_loss") == [1]
 
 
 def test_jit_compile_is_really_used_and_op_determinism_is_scoped_to_the_run(finished_run, tmp_path):
@@ -240,10 +255,12 @@ def run_cli(*args, cwd):
 
 def test_command_line_runs_and_reports(tmp_path):
     result = run_cli("--optimizer=sgd", "--epochs=1", "--batch_size=50", "--max_train_examples=200",
-                     "--max_test_examples=100", "--verbose=0", f"--workdir={tmp_path / 'cli'}", cwd=tmp_path)
+                     "--max_test_examples=100", "--verbose=0", "--checkpoint_every=5", f"--workdir={tmp_path / 'cli'}",
+                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "final test accuracy (anchor): 0." in result.stdout
     assert os.path.exists(tmp_path / "cli" / "summary.json")
+    assert json.load(open(tmp_path / "cli" / "config.json"))["checkpoint_every"] == 5
 
 
 def test_command_line_rejects_unknown_optimizer(tmp_path):

@@ -10,7 +10,9 @@
   paper_runs.py the papers' rows (experiments/paper_configs.py) as configs: --config=NAME / list
   rundir.py     the workdir's files, resume checks, atomic writes
   callbacks.py  the per-epoch recorder and its TensorBoard writer
-  run.py        train_and_evaluate(config, workdir)
+  evaluation.py the per-epoch test evaluation in one traced call
+  phases.py     PhaseTimer: where a run's time goes (summary.json's time_breakdown)
+  run.py        train_and_evaluate(config, workdir); train_only, the training-only baseline
 
 Importing any of these defines no command-line flags; `experiments.train` does,
 when run as a program.

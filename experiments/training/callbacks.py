@@ -23,10 +23,12 @@ import tensorflow as tf
 from control_opt import distribute
 from control_opt._internal.atomic import atomic_path
 from control_opt.optimizers import find_anchored_optimizer
+from control_opt.optimizers.callbacks import AnchorSwap
+from experiments.training.phases import PhaseTimer
 from experiments.training.rundir import RunDir
 from experiments.training.schedules import learning_rate_at
 
-__all__ = ["TensorBoardScalars", "truncate_events", "read_scalar_events", "Recorder", "SPLITS"]
+__all__ = ["TensorBoardScalars", "truncate_events", "read_scalar_events", "Recorder", "TimedAnchorSwap", "SPLITS"]
 
 SPLITS = ("train", "validation")
 
@@ -136,14 +138,34 @@ def _replica_metrics(model):
     return out or None
 
 
+class TimedAnchorSwap(AnchorSwap):
+    """`control_opt.AnchorSwap` with each swap timed as the phase "anchor_swap" of `timer`."""
+
+    def __init__(self, timer: PhaseTimer):
+        super().__init__()
+        self._timer = timer
+
+    def _swap(self, to_anchor):
+        with self._timer.phase("anchor_swap"):
+            return super()._swap(to_anchor)
+
+
 class Recorder(keras.callbacks.Callback):
-    """Stops on a NaN/inf loss and, after each good epoch, writes metrics, TensorBoard and checkpoint.
+    """Stops on a NaN/inf loss and, after each good epoch, evaluates the test set and writes metrics,
+    TensorBoard and (every `checkpoint_every` effective epochs, and after the last) the checkpoint.
 
     Runs after `control_opt.AnchorSwap` in the callback list, so at
     `on_epoch_end` the model holds the anchor (checked: the checkpoint and the
     test metrics must be the anchor's). Order of writes: metrics.csv,
-    tensorboard, checkpoint.keras, checkpoint.json; on resume, metric rows and
-    TensorBoard points past the checkpoint are dropped (`run.py`).
+    tensorboard, then, when due, checkpoint.keras and checkpoint.json; on resume,
+    metric rows and TensorBoard points past the checkpoint are dropped (`run.py`).
+
+    The test set is evaluated here by `evaluator` (one traced call,
+    `evaluation.py`) when given; without one (several replicas) the `val_*`
+    numbers come from Keras' validation inside `fit`. metrics.csv is rewritten
+    whole (atomically) at this process's first epoch, which also drops rows past
+    the checkpoint, and then only appended to, one row per epoch (a row torn by
+    a kill is dropped when read, `RunDir.read_metrics`).
 
     Args:
       rundir: the workdir's files.
@@ -152,16 +174,27 @@ class Recorder(keras.callbacks.Callback):
       steps_per_epoch: gradient evaluations per effective epoch.
       rows: the metric rows kept from before (resume), extended in place.
       wall_time_before: wall time of those epochs, seconds.
+      timer: where the phases of each epoch are timed (`phases.py`); None: a private one.
+      evaluator: a callable returning the test metrics {"loss", "accuracy"} of the model as it is
+        (a `TestSetEvaluator`); None: they are in the `val_*` logs of Keras' validation.
+      checkpoint_every: write the checkpoint after effective epochs that are multiples of this.
+      final_epoch: the last effective epoch of the run (always checkpointed).
     """
 
-    def __init__(self, *, rundir: RunDir, schedule, steps_per_epoch: int, rows, wall_time_before: float):
+    def __init__(self, *, rundir: RunDir, schedule, steps_per_epoch: int, rows, wall_time_before: float,
+                 timer: PhaseTimer | None = None, evaluator=None, checkpoint_every: int = 1,
+                 final_epoch: int | None = None):
         super().__init__()
+        self.timer = PhaseTimer() if timer is None else timer
         self.rundir, self.schedule, self.steps_per_epoch = rundir, schedule, steps_per_epoch
         self.rows = rows
         self.wall_time_before = wall_time_before
+        self.evaluator, self.checkpoint_every, self.final_epoch = evaluator, checkpoint_every, final_epoch
+        self.checkpoint_epoch = rows[-1]["epoch"] if rows else None  # the latest checkpoint on disk
         self.diverged_epoch = None  # 0-based Keras epoch in which the loss became non-finite
         self.epoch_timings = []  # (seconds spent in training steps, steps) per epoch of this process
         self._tensorboard = None
+        self._metrics_file_current = False  # metrics.csv holds exactly self.rows[:-1]: append the new row
         self._replica_metrics = None  # each replica's train loss/accuracy at the last step of the epoch
 
     def on_train_begin(self, logs=None):
@@ -179,32 +212,54 @@ class Recorder(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t_epoch, self._t_steps_done = time.perf_counter(), None
+        self.timer.start("train_steps")
 
-    def on_test_begin(self, logs=None):
+    def _steps_done(self):
         if self._t_steps_done is None:
             self._t_steps_done = time.perf_counter()
+        self.timer.stop("train_steps")
+
+    def on_test_begin(self, logs=None):
+        self._steps_done()
+        self.timer.start("evaluation")
+
+    def on_test_end(self, logs=None):
+        self.timer.stop("evaluation")
 
     def on_train_batch_end(self, batch, logs=None):
         if batch == self.steps_per_epoch - 1:
+            self._steps_done()
             self._replica_metrics = _replica_metrics(self.model)  # before validation resets the metrics
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(np.asarray(loss)).all():
             self.diverged_epoch = int(self.model.optimizer.iterations.numpy() - 1) // self.steps_per_epoch
             self.model.stop_training = True
 
+    def checkpoint_due(self, epoch: int) -> bool:
+        """Whether effective epoch `epoch` (1-based) ends with a checkpoint."""
+        return epoch % self.checkpoint_every == 0 or epoch == self.final_epoch
+
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        now = time.perf_counter()
-        keys = ("loss", "accuracy", "val_loss", "val_accuracy")
-        if self.diverged_epoch is not None or not all(np.isfinite(float(logs.get(k, np.nan))) for k in keys):
-            self.diverged_epoch = epoch if self.diverged_epoch is None else self.diverged_epoch
+        logs = {} if logs is None else logs
+        self._steps_done()  # train_steps is still running if the epoch stopped early
+        t_steps_done = self._t_steps_done
+        if self.diverged_epoch is not None:
             self.model.stop_training = True
             return  # nothing of this epoch is written: the previous checkpoint stays
         anchored = find_anchored_optimizer(self.model)
         if anchored is not None and not bool(anchored.anchor_in_model):
             raise RuntimeError("the model holds the probe at the end of an epoch: AnchorSwap must come "
                                "before the Recorder in the callback list")
-        self.epoch_timings.append(((self._t_steps_done or now) - self._t_epoch, self.steps_per_epoch))
+        if self.evaluator is not None:
+            with self.timer.phase("evaluation"):
+                logs.update({f"val_{name}": value for name, value in self.evaluator().items()})
+        now = time.perf_counter()
+        keys = ("loss", "accuracy", "val_loss", "val_accuracy")
+        if not all(np.isfinite(float(logs.get(k, np.nan))) for k in keys):
+            self.diverged_epoch = epoch
+            self.model.stop_training = True
+            return
+        self.epoch_timings.append((t_steps_done - self._t_epoch, self.steps_per_epoch))
         steps = (epoch + 1) * self.steps_per_epoch
         row = dict(epoch=epoch + 1, gradient_evaluations=steps,
                    wall_time_s=round(self.wall_time_before + now - self._t_start, 3),
@@ -217,15 +272,24 @@ class Recorder(keras.callbacks.Callback):
             row[f"train_loss_r{r}"] = loss
             row[f"train_accuracy_r{r}"] = replicas["accuracy"][r] if "accuracy" in replicas else float("nan")
         self.rows.append(row)
-        self.rundir.write_metrics(self.rows)
-        self._tensorboard.write("train", epoch + 1, {"epoch_loss": row["train_loss"],
-                                                     "epoch_accuracy": row["train_accuracy"],
-                                                     "epoch_learning_rate": row["learning_rate"],
-                                                     **self._replica_scalars(row)})
-        self._tensorboard.write("validation", epoch + 1, {"epoch_loss": row["test_loss"],
-                                                          "epoch_accuracy": row["test_accuracy"]})
-        self.rundir.save_checkpoint(self.model, epoch=epoch + 1, gradient_evaluations=steps,
-                                    wall_time_s=row["wall_time_s"])
+        with self.timer.phase("metrics_csv"):
+            if self._metrics_file_current:
+                self.rundir.append_metrics(row)
+            else:  # this process's first row: the whole file, atomically (drops rows past the checkpoint)
+                self.rundir.write_metrics(self.rows)
+                self._metrics_file_current = True
+        with self.timer.phase("tensorboard"):
+            self._tensorboard.write("train", epoch + 1, {"epoch_loss": row["train_loss"],
+                                                         "epoch_accuracy": row["train_accuracy"],
+                                                         "epoch_learning_rate": row["learning_rate"],
+                                                         **self._replica_scalars(row)})
+            self._tensorboard.write("validation", epoch + 1, {"epoch_loss": row["test_loss"],
+                                                              "epoch_accuracy": row["test_accuracy"]})
+        if self.checkpoint_due(epoch + 1):
+            with self.timer.phase("checkpoint"):
+                self.rundir.save_checkpoint(self.model, epoch=epoch + 1, gradient_evaluations=steps,
+                                            wall_time_s=row["wall_time_s"])
+            self.checkpoint_epoch = epoch + 1
 
     def _replica_scalars(self, row):
         """With several replicas: each replica's train loss and accuracy over the epoch

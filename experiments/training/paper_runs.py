@@ -73,7 +73,8 @@ def base_config(name: str) -> TrainConfig:
         epochs=row.epochs, learning_rate=pieces[0][1],
         lr_schedule=",".join(f"{epoch:g}:{rate!r}" for epoch, rate in pieces[1:]),
         model_kwargs=format_options(row.model_kwargs), dataset_kwargs=format_options(row.dataset_kwargs),
-        augment=row.augment)
+        augment=row.augment,
+        checkpoint_every=1)  # the papers' epochs are long: a checkpoint each costs little, losing one much
     refused = []
     for key, value in row.hyperparameters.items():
         if key in takes and key in _FIELDS:

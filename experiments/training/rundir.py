@@ -4,14 +4,19 @@
     metrics.csv       one row per effective epoch (METRICS_COLUMNS; with several replicas
                       also each replica's train loss and accuracy, `replica_columns`)
     tensorboard/      train/ and validation/ scalars per effective epoch
-    checkpoint.keras  model + optimizer state after the latest epoch (`model.save`)
+    checkpoint.keras  model + optimizer state after the latest checkpointed epoch (`model.save`;
+                      every `checkpoint_every` effective epochs and after the last)
     checkpoint.json   {"epoch", "gradient_evaluations", "wall_time_s"} of that checkpoint
     summary.json      final test/train metrics at the anchor, cost, timing
     curves.png        loss and accuracy against effective epoch, train and test
 
 Every file is written atomically (`control_opt._internal.atomic`: a temporary
 file in the same directory, then `os.replace`), so an interrupted run leaves
-each file either as it was or complete.
+each file either as it was or complete. The exception is metrics.csv after a
+process's first epoch: each further row is appended (one short write; not the
+whole file again), and a last line without its line end, torn by a kill, is
+ignored when the file is read; rows past the checkpoint are dropped on resume
+anyway.
 
 Why not `keras.callbacks.BackupAndRestore`: it writes its backup in place
 (a kill during the write leaves a torn backup), deletes the backup when `fit`
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import os
 from typing import Any, Mapping
@@ -153,11 +159,14 @@ class RunDir:
     # ------------------------------------------------------------------ metrics and summary
 
     def read_metrics(self) -> list[dict[str, Any]]:
+        """The rows of metrics.csv; a last line without its line end (a kill during an append) is left out."""
         if not os.path.exists(self.metrics):
             return []
         with open(self.metrics, newline="") as f:
-            return [{k: (int(v) if k in _INTEGER_COLUMNS else float(v)) for k, v in row.items()}
-                    for row in csv.DictReader(f)]
+            text = f.read()
+        complete = text[:text.rfind("\n") + 1]
+        return [{k: (int(v) if k in _INTEGER_COLUMNS else float(v)) for k, v in row.items()}
+                for row in csv.DictReader(io.StringIO(complete, newline=""))]
 
     def metrics_until(self, epoch: int) -> list[dict[str, Any]]:
         """The metric rows of epochs 1..`epoch` (rows past the checkpoint are dropped).
@@ -171,14 +180,28 @@ class RunDir:
                                "the workdir is inconsistent")
         return rows
 
+    @staticmethod
+    def _metrics_columns(row):
+        return METRICS_COLUMNS + replica_columns(sum(1 for column in (row or {}) if column.startswith("train_loss_r")))
+
     def write_metrics(self, rows) -> None:
+        """metrics.csv holding exactly `rows` (header included), atomically."""
         def write(f):
-            replicas = sum(1 for column in (rows[0] if rows else {}) if column.startswith("train_loss_r"))
-            writer = csv.DictWriter(f, fieldnames=METRICS_COLUMNS + replica_columns(replicas))
+            writer = csv.DictWriter(f, fieldnames=self._metrics_columns(rows[0] if rows else None))
             writer.writeheader()
             writer.writerows(rows)
 
         atomic_write(self.metrics, write)
+
+    def append_metrics(self, row) -> None:
+        """Appends `row` to metrics.csv, which must hold the rows before it (`write_metrics` first).
+
+        One short write, not the whole file: a kill during it can leave only a
+        torn last line, which `read_metrics` ignores."""
+        buffer = io.StringIO(newline="")
+        csv.DictWriter(buffer, fieldnames=self._metrics_columns(row)).writerow(row)
+        with open(self.metrics, "a", newline="") as f:
+            f.write(buffer.getvalue())
 
     def read_summary(self) -> Mapping[str, Any] | None:
         return read_json(self.summary) if os.path.exists(self.summary) else None

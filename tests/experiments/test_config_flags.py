@@ -184,6 +184,8 @@ def test_train_flags_are_the_ones_before_the_restructure_plus_strategy():
     paper_runs = {"config", "data_dir", "model_kwargs", "dataset_kwargs", "augment"}  # issue 10: --config=NAME
     replicas = {"replicas", "rho", "communication_period"}  # issue 9: --replicas=N, elastic_sgd, parle
     analysis = {"snapshot_every"}  # issue 11: weight snapshots for experiments.analyze
-    assert set(train.define_flags(flag_values)) == before | {"strategy"} | paper_runs | replicas | analysis
+    runner_cost = {"checkpoint_every"}  # issue 12: a checkpoint every K effective epochs
+    assert set(train.define_flags(flag_values)) == (before | {"strategy"} | paper_runs | replicas | analysis
+                                                    | runner_cost)
     assert "default per optimizer (sgd: 0.1, adam: 0.01" in flag_values["learning_rate"].help
     assert "sgd, adam, entropy_sgd, entropy_adam, hopf_lax" in flag_values["optimizer"].help

@@ -4,6 +4,10 @@ The interruption is the worst place for one: after epoch 2's metrics.csv row and
 TensorBoard points are written, before its checkpoint (as a kill there would
 leave it). The resumed run must redo epoch 2 from the epoch-1 checkpoint and end
 bit for bit where the uninterrupted run ends, with no duplicate TensorBoard step.
+
+With `checkpoint_every` > 1 the interruption falls between checkpoints: epochs
+past the latest checkpoint are logged (and a metrics row may be torn) but must be
+dropped and recomputed, again ending bit for bit where the straight run ends.
 """
 
 import collections
@@ -21,7 +25,7 @@ from experiments.training import callbacks, registry, rundir
 N_TRAIN, BATCH, EPOCHS = 400, 50, 3
 # lr 0.1, dropped to 0.05 from effective epoch 1.5: 8 steps per epoch, first step of epoch 1.5 is step 12.
 TINY = dict(optimizer="sgd", epochs=EPOCHS, batch_size=BATCH, max_train_examples=N_TRAIN, max_test_examples=200,
-            steps_per_execution=4, verbose=0, learning_rate=0.1, lr_schedule="1.5:0.05")
+            steps_per_execution=4, verbose=0, learning_rate=0.1, lr_schedule="1.5:0.05", checkpoint_every=1)
 LOGGED_RATES = [0.1, 0.05, 0.05]  # the rate of each epoch's last step (7, 15, 23), by hand
 
 
@@ -122,6 +126,81 @@ def test_truncate_events_is_idempotent(resumed, tmp_path):
     assert callbacks.truncate_events(logdir, 1) == 3 * 2 + 2 * 2  # steps 2 and 3 of 3 + 2 tags
     assert callbacks.truncate_events(logdir, 1) == 0
     assert {step for points in callbacks.read_scalar_events(logdir).values() for _, step, _ in points} == {1}
+
+
+# ------------------------------------------------------------------ checkpoint_every > 1
+
+# Entropy-SGD with L = 3 inner steps over 8-step epochs: every checkpoint falls mid inner loop.
+# Checkpoints after effective epochs 2, 4 and 5 (the last).
+SPARSE = dict(TINY, optimizer="entropy_sgd", langevin_steps=3, epochs=5, checkpoint_every=2)
+
+
+def final_state(workdir):
+    model = keras.models.load_model(os.path.join(workdir, "checkpoint.keras"))
+    return model.get_weights() + [np.asarray(v) for v in model.optimizer.variables]
+
+
+def assert_same_state(a, b):
+    assert len(a) == len(b)
+    for wa, wb in zip(a, b):
+        np.testing.assert_array_equal(wa, wb)
+
+
+@pytest.fixture(scope="module")
+def sparse_straight(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("sparse") / "run")
+    summary = train.train_and_evaluate(dict(SPARSE), workdir)
+    return workdir, summary
+
+
+@pytest.fixture(scope="module")
+def sparse_resumed(tmp_path_factory):
+    """Killed during effective epoch 4's training: epochs 1-3 logged, the latest checkpoint that of
+    epoch 2, and a torn metrics row as a kill during an append leaves it."""
+    workdir = str(tmp_path_factory.mktemp("sparse_resumed") / "run")
+    begin = callbacks.Recorder.on_epoch_begin
+
+    def killed_in_epoch_4(self, epoch, logs=None):
+        if epoch == 3:
+            raise Interrupted("killed during effective epoch 4")
+        return begin(self, epoch, logs)
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(callbacks.Recorder, "on_epoch_begin", killed_in_epoch_4)
+        with pytest.raises(Interrupted):
+            train.train_and_evaluate(dict(SPARSE), workdir)
+    assert [r["epoch"] for r in metric_rows(workdir)] == [1, 2, 3]
+    assert steps_per_tag(workdir)[("validation", "epoch_loss", 3)] == 1
+    assert rundir.read_json(os.path.join(workdir, "checkpoint.json"))["epoch"] == 2
+    with open(os.path.join(workdir, "metrics.csv"), "a") as f:
+        f.write("4,32,1.2")
+    train.train_and_evaluate(dict(SPARSE), workdir)
+    return workdir
+
+
+def test_checkpoint_every_changes_neither_the_trajectory_nor_the_logs(sparse_straight, tmp_path):
+    sparse, summary = sparse_straight
+    every_epoch = str(tmp_path / "every_epoch")
+    dense_summary = train.train_and_evaluate(dict(SPARSE, checkpoint_every=1), every_epoch)
+    assert summary["time_breakdown"]["phases"]["checkpoint"]["calls"] == 3  # epochs 2, 4, 5
+    assert dense_summary["time_breakdown"]["phases"]["checkpoint"]["calls"] == 5
+    assert_same_state(final_state(sparse), final_state(every_epoch))
+    assert metric_rows(sparse) == metric_rows(every_epoch)
+    assert steps_per_tag(sparse) == steps_per_tag(every_epoch)
+
+
+def test_resume_between_checkpoints_drops_the_rows_past_it_and_equals_the_straight_run(sparse_straight,
+                                                                                        sparse_resumed):
+    straight_dir, _ = sparse_straight
+    assert_same_state(final_state(straight_dir), final_state(sparse_resumed))
+    assert metric_rows(sparse_resumed) == metric_rows(straight_dir)  # epoch 3 recomputed once, the torn row gone
+    counts = steps_per_tag(sparse_resumed)
+    assert counts == steps_per_tag(straight_dir) and set(counts.values()) == {1}
+    points = callbacks.read_scalar_events(os.path.join(sparse_resumed, "tensorboard"))
+    by_step = {step: value for tag, step, value in points["validation"] if tag == "epoch_accuracy"}
+    assert [by_step[r["epoch"]] for r in metric_rows(sparse_resumed)] == pytest.approx(
+        [r["test_accuracy"] for r in metric_rows(sparse_resumed)], rel=1e-6)
+    assert rundir.read_json(os.path.join(sparse_resumed, "checkpoint.json"))["epoch"] == 5
 
 
 # ------------------------------------------------------------------ plug-ins by registration
