@@ -19,10 +19,37 @@ the 2-D proximal point.
 `f = +inf` marks infeasible points (a hard constraint): they never minimize,
 and a point whose every candidate is infeasible gets `u = +inf`, `prox = NaN`.
 
-The lower envelope is a sequential stack algorithm, run here as a plain Python
-loop over the grid (about 1 microsecond per point; the query half is
-vectorized with `np.searchsorted`): a 1-D grid of 10^6 points takes about a
-second. See bench/bench_hopf_lax.py and BENCHMARKS.md.
+The lower envelope is a sequential stack algorithm. It runs as one XLA program
+(`tf.function(jit_compile=True)`, `_envelope_kernel`): the stack pass is a
+`tf.while_loop` over the points with an inner loop of pops, which XLA:CPU
+compiles into a single function; the query is vectorized (a scatter-add and a
+cumulative sum give every point its parabola). The 2-D transform does both
+passes in the same program, all columns (then all rows) on one stack. The
+intersections are computed with the formula, hence the rounding, of the Python
+loop this replaces (`_python_stack_pass`, kept as the tests' reference), so the
+argmins are the same.
+
+Speed (bench/bench_hopf_lax.py, BENCHMARKS.md; 2 shared cores): `hopf_lax` on a
+1-D grid of 10^6 points takes 33-43 ns a point end to end, depending on the
+load (the Python loop it replaces: ~270-340 here, 585 when the issue measured
+it), of which ~20 ns is the loop, ~7 the query and the rest the input checks and
+the copies; time ~ n^1 from n ~ 10^5 on, ~0.2 ms a call below. The first call
+for a size compiles the program for its bucket (sizes are padded to 2^k or
+3 2^(k-1)): 0.2-0.7 s in 1-D, 0.6-0.9 s in 2-D. Why this method: it is the
+algorithm itself, O(n) and exact, at compiled speed, with no new dependency.
+Measured and dropped (10^6 points): a `tf.while_loop` whose body is one
+pop-or-push step with selects runs ~2n iterations at ~19 ns (38 ns a point for
+the pass alone); `tensor_scatter_nd_update` on the stack copies it at every
+iteration (O(n^2)); a body too large for XLA:CPU's small-loop hoisting runs op
+by op at 300-460 ns a point; a vectorized pre-pass dropping the points above the
+chord of their neighbours halves this `f` but saved ~1 ms and cost 2.5 ms on a
+convex `f` (and repeated to a fixed point it is O(n^2) at worst: a convex chain
+before a low point loses one point per pass). Ruled out without a run: a
+divide-and-conquer over the monotone argmin (O(n log n)); Qhull
+(`scipy.spatial.ConvexHull`) on the points `(q, f[q] + c q^2)` (O(n log n),
+and the `c q^2` the intersection form avoids); SciPy's distance transforms
+(binary images only); numba (not installed, and LLVM as a new dependency for a
+target already met).
 
 References:
   [1] P. Chaudhari, A. Oberman, S. Osher, S. Soatto, G. Carlier. Deep
@@ -39,9 +66,13 @@ import dataclasses
 
 import numpy as np
 
+from control_opt.pde import _envelope_kernel as _kernel
 from control_opt.pde.grid import capped_ratio, check_grid, check_time, check_values
 
 __all__ = ["HopfLaxSolution", "hopf_lax", "lower_envelope_transform"]
+
+# The kernel's flat indices are int32, and the padded size is up to 3/2 of the size.
+_MAX_POINTS = 2**30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,62 +102,35 @@ def lower_envelope_transform(f, c):
         s = (f[q] - f[r]) / (2 c (q - r)) + (q + r) / 2
 
     (the form without `c q^2 - c r^2`, which would cancel for large n), and
-    parabolas hidden by the new one are popped. Then every `p` reads the
-    parabola whose interval `[z[k], z[k+1]]` holds it.
+    parabolas hidden by the new one (`s <=` the left end of their interval) are
+    popped. Then every `p` reads the parabola whose interval `[z[k], z[k+1]]`
+    holds it. Both passes run as one XLA-compiled TensorFlow function
+    (`_envelope_kernel`; module docstring).
 
     Args:
       f: 1-D float64 array, `+inf` allowed (never chosen).
-      c: the curvature, > 0 (`h^2 / (2 t)` for grid step h and time t).
+      c: the curvature, > 0 (`h^2 / (2 t)` for grid step h and time t). With a
+        huge `c` (up to the largest float) `2c` and `c (p - q)^2` may overflow
+        to `inf`, which is the right limit: `s` is then the midpoint and far
+        parabolas lose.
 
     Returns:
-      `(d, arg)`: float64 values and int64 argmins (`-1` where every `f` is inf).
+      `(d, arg)`: float64 values and int64 argmins (`-1` and `d = inf` where
+      every `f` is inf).
     """
-    n = f.shape[0]
-    feasible = np.flatnonzero(np.isfinite(f))
-    if feasible.size == 0:
-        return np.full(n, np.inf), np.full(n, -1, dtype=np.int64)
-    fl = f.tolist()
-    with np.errstate(over="ignore"):
-        return _envelope(f, fl, feasible, float(c), n)
+    f = np.asarray(f, dtype=np.float64)
+    if f.ndim != 1:
+        raise ValueError(f"`f` must be a 1-D array, got shape {f.shape}.")
+    if f.size == 0:
+        return np.empty(0), np.empty(0, dtype=np.int64)
+    _check_size(f.size)
+    return _kernel.transform_1d(f, c)
 
 
-def _envelope(f, fl, feasible, c, n):
-    """The stack pass and the query of `lower_envelope_transform`. With a huge
-    `c` (up to the largest float) `2c` and `c (p - q)^2` may overflow to `inf`,
-    which is the right limit: `s` is then the midpoint and far parabolas lose."""
-    two_c = 2.0 * c
-    q0 = int(feasible[0])
-    v = [q0]          # roots of the parabolas of the envelope
-    z = [-np.inf]     # z[k]: left end of the interval where parabola v[k] is lowest
-    fv = fl[q0]
-    top = q0
-    for q in feasible[1:].tolist():
-        fq = fl[q]
-        s = (fq - fv) / (two_c * (q - top)) + 0.5 * (q + top)
-        while s <= z[-1]:
-            v.pop()
-            z.pop()
-            top = v[-1]
-            fv = fl[top]
-            s = (fq - fv) / (two_c * (q - top)) + 0.5 * (q + top)
-        v.append(q)
-        z.append(s)
-        top, fv = q, fq
-    roots = np.asarray(v, dtype=np.int64)
-    # Parabola k is lowest on [z[k], z[k+1]]; p belongs to the first k with z[k+1] >= p.
-    k = np.searchsorted(np.asarray(z[1:]), np.arange(n), side="left")
-    arg = roots[k]
-    d = f[arg] + c * (np.arange(n) - arg) ** 2
-    return d, arg
-
-
-def _transform_axis0(f, c):
-    """`lower_envelope_transform` applied to every column of a 2-D array."""
-    d = np.empty_like(f)
-    arg = np.empty(f.shape, dtype=np.int64)
-    for j in range(f.shape[1]):
-        d[:, j], arg[:, j] = lower_envelope_transform(np.ascontiguousarray(f[:, j]), c)
-    return d, arg
+def _check_size(n):
+    """A ValueError past the kernel's range (int32 flat indices, padding included)."""
+    if n > _MAX_POINTS:
+        raise ValueError(f"at most {_MAX_POINTS} grid points are supported, got {n}.")
 
 
 def hopf_lax(values, grid, t) -> HopfLaxSolution:
@@ -164,22 +168,53 @@ def hopf_lax(values, grid, t) -> HopfLaxSolution:
     f = check_values(values, axes, allow_inf=True)
     # c = h^2 / (2t), capped at the largest float (the t -> 0 limit u = f) rather than inf.
     curvatures = [capped_ratio(((a[-1] - a[0]) / (a.size - 1)) ** 2, 2.0 * t) for a in axes]
+    _check_size(f.size)
     if len(axes) == 1:
-        u, arg = lower_envelope_transform(f, curvatures[0])
-        prox = np.where(arg >= 0, axes[0][np.maximum(arg, 0)], np.nan)
-        return HopfLaxSolution(u=u, prox=prox)
-    # Axis 0 for every column j: g[i, j] = min_k f[k, j] + (x0_i - x0_k)^2/(2t).
-    g, arg0 = _transform_axis0(f, curvatures[0])
-    # Axis 1 for every row i: u[i, j] = min_l g[i, l] + (x1_j - x1_l)^2/(2t).
-    u_t, arg1_t = _transform_axis0(np.ascontiguousarray(g.T), curvatures[1])
-    u, arg1 = u_t.T, arg1_t.T
-    rows = np.arange(f.shape[0])[:, None]
-    ok = arg1 >= 0
-    l = np.maximum(arg1, 0)
-    k = arg0[rows, l]              # the axis-0 argmin of the chosen column l
-    prox = np.stack([np.where(ok, axes[0][np.maximum(k, 0)], np.nan),
-                     np.where(ok, axes[1][l], np.nan)])
-    return HopfLaxSolution(u=np.ascontiguousarray(u), prox=prox)
+        u, prox = _kernel.hopf_lax_1d(f, axes[0], curvatures[0])
+    else:
+        # Axis 0 for every column j: g[i, j] = min_k f[k, j] + (x0_i - x0_k)^2/(2t);
+        # then axis 1 for every row i: u[i, j] = min_l g[i, l] + (x1_j - x1_l)^2/(2t).
+        u, prox = _kernel.hopf_lax_2d(f, axes[0], axes[1], *curvatures)
+    return HopfLaxSolution(u=u, prox=prox)
+
+
+def _python_stack_pass(f, c):
+    """The former implementation of `lower_envelope_transform`: the same stack
+    pass as a plain Python loop (~0.3 us a point), the query by `np.searchsorted`.
+    A slow reference for the tests and the benchmark's baseline.
+
+    The one change: a stack's bottom parabola is kept when an intersection
+    overflows to `-inf` (a tiny `c`; the loop used to pop the bottom and fail).
+    """
+    f = np.asarray(f, dtype=np.float64)
+    n = f.shape[0]
+    feasible = np.flatnonzero(np.isfinite(f))
+    if feasible.size == 0:
+        return np.full(n, np.inf), np.full(n, -1, dtype=np.int64)
+    fl, c = f.tolist(), float(c)
+    with np.errstate(over="ignore"):
+        two_c = 2.0 * c
+        q0 = int(feasible[0])
+        v = [q0]          # roots of the parabolas of the envelope
+        z = [-np.inf]     # z[k]: left end of the interval where parabola v[k] is lowest
+        fv = fl[q0]
+        top = q0
+        for q in feasible[1:].tolist():
+            fq = fl[q]
+            s = (fq - fv) / (two_c * (q - top)) + 0.5 * (q + top)
+            while s <= z[-1] and len(v) > 1:
+                v.pop()
+                z.pop()
+                top = v[-1]
+                fv = fl[top]
+                s = (fq - fv) / (two_c * (q - top)) + 0.5 * (q + top)
+            v.append(q)
+            z.append(s)
+            top, fv = q, fq
+        roots = np.asarray(v, dtype=np.int64)
+        # Parabola k is lowest on [z[k], z[k+1]]; p belongs to the first k with z[k+1] >= p.
+        arg = roots[np.searchsorted(np.asarray(z[1:]), np.arange(n), side="left")]
+        return f[arg] + c * (np.arange(n) - arg) ** 2, arg
 
 
 def _brute_force(values, grid, t):
