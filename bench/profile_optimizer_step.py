@@ -124,7 +124,8 @@ def main():
                      ", ".join(f"{t} {n:.0f}x {u:.0f} us" for t, (n, u) in top)])
     md = ("## Where a step's time goes: `tf.profiler` (`bench/profile_optimizer_step.py`)\n\n"
           f"Command: `python -m bench.profile_optimizer_step --steps {args.steps}"
-          + (f" --before {os.path.basename(args.before)}" if args.before else "") + f"`. {machine_line()} "
+          + (f" --before {args.before} --before_label '{args.before_label}'" if args.before else "")
+          + f"`. {machine_line()} "
           "MNIST-1D CNN (8 variables), batch 100, jit_compile off; each optimizer's `fit` traced by "
           "`tf.profiler.experimental` and every op the executor ran attributed to forward + backward + loss "
           "(the same for every optimizer) or to the optimizer update with Keras' step bookkeeping. Per step: "
