@@ -5,6 +5,7 @@ import pytest
 
 from control_opt.pde import hopf_lax
 from control_opt.pde.lower_envelope import _brute_force, lower_envelope_transform
+from tests.pde.brute_force import brute_force_2d
 
 
 def nonconvex(x):
@@ -61,14 +62,6 @@ def test_constraint_is_never_chosen():
     middle = (x >= 0.3 - 1e-9) & (x <= 0.8 + 1e-9)
     np.testing.assert_allclose(result.u[middle], -x[middle] - 0.1, atol=1e-12)
     np.testing.assert_allclose(result.prox[middle], x[middle] + 0.2, atol=1e-12)
-
-
-def brute_force_2d(f, x0, x1, t):
-    w0, w1 = np.meshgrid(x0, x1, indexing="ij")
-    p0, p1 = w0.ravel(), w1.ravel()
-    objective = f.ravel()[None, :] + ((p0[:, None] - p0[None, :]) ** 2
-                                      + (p1[:, None] - p1[None, :]) ** 2) / (2.0 * t)
-    return objective.min(axis=1).reshape(f.shape)
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from control_opt.pde import _envelope_kernel, hopf_lax
 from control_opt.pde.lower_envelope import _python_stack_pass, lower_envelope_transform
+from tests.pde.brute_force import brute_force_2d
 
 FLOAT_MAX = float(np.finfo(np.float64).max)
 CURVATURES = [1e-300, 1e-12, 1e-3, 0.3, 10.0, 1e200, FLOAT_MAX]
@@ -157,15 +158,6 @@ def test_oracle_rejects_wrong_answers():
         wrong_d = f[shifted] + c * (np.arange(200) - shifted) ** 2
     with pytest.raises(AssertionError):
         assert_exact(f, c, wrong_d, shifted)
-
-
-def brute_force_2d(f, x0, x1, t):
-    """`u` and the first 2-D argmin (flat), by the direct minimum over the grid."""
-    w0, w1 = np.meshgrid(x0, x1, indexing="ij")
-    p0, p1 = w0.ravel(), w1.ravel()
-    objective = f.ravel()[None, :] + ((p0[:, None] - p0[None, :]) ** 2
-                                      + (p1[:, None] - p1[None, :]) ** 2) / (2.0 * t)
-    return objective.min(axis=1).reshape(f.shape)
 
 
 @pytest.mark.parametrize("shape", [(2, 400), (400, 2), (37, 23)])
