@@ -1,6 +1,6 @@
 """Time per training step inside `model.fit`: anchored optimizers against Keras SGD.
 
-    python -m bench.bench_optimizer_step [--repeats 9] [--steps 100] [--models mnist1d_cnn,lenet]
+    python -m bench.bench_optimizer_step [--repeats 9] [--steps 100] [--models mnist1d_cnn,lenet] [--jit off,on]
 
 For each model (the MNIST-1D CNN, 5,210 weights; the Entropy-SGD paper's LeNet
 on 28x28 inputs, 431,080 trainable weights) and each of jit_compile off/on,
@@ -64,12 +64,13 @@ def main():
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--jit", default="off,on", help="jit_compile settings to time: off, on or off,on")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     require_repeats(args.repeats, not args.no_write)
     rows = []
     for model_name in args.models.split(","):
-        for jit in (False, True):
+        for jit in [setting == "on" for setting in args.jit.split(",")]:
             fits = {name: make_fit(model_name, fn, jit, args.steps) for name, (fn, _) in OPTIMIZERS.items()}
             spreads = interleave({name: timed for name, (_, timed) in fits.items()}, args.repeats)
             for name, (model, _) in fits.items():
@@ -87,7 +88,9 @@ def main():
                             "ratio to SGD, median [min - max] over rounds", "target",
                             "optimizer state / parameter"], rows)
     md = (f"## Optimizer step overhead in `fit`\n\n"
-          f"Command: `python -m bench.bench_optimizer_step --repeats {args.repeats} --steps {args.steps}`. "
+          f"Command: `python -m bench.bench_optimizer_step --repeats {args.repeats} --steps {args.steps}"
+          + ("" if (args.models, args.jit) == (",".join(MODELS), "off,on") else f" --models {args.models} --jit {args.jit}")
+          + "`. "
           f"{machine_line()} Batch {BATCH}, random inputs; models `mnist1d_cnn` (5,210 weights, 8 variables) "
           "and `lenet` (the Entropy-SGD paper's LeNet on 28x28 inputs: 431,080 trainable weights, 12 "
           f"variables, batch norm). {args.repeats} rounds per model and jit setting; in each round every "

@@ -108,7 +108,7 @@ def langevin_step(
 
 
 def langevin_step_in_place(probe, velocity, gradient, anchor, *, learning_rate, gamma, momentum=0.0,
-                           nesterov=False, noise=None):
+                           nesterov=False, noise=None, probe_value=None):
     """`langevin_step` applied to the variables `probe` (w') and `velocity`
     (v', None when `momentum` is 0) in place, with TensorFlow's fused training
     kernels: returns the new probe (a read after the update).
@@ -133,18 +133,26 @@ def langevin_step_in_place(probe, velocity, gradient, anchor, *, learning_rate, 
         inside `strategy.extended.update` / replica context).
       gradient, anchor: tensors; `gamma` a scalar tensor or number; `noise`
         the scaled Gaussian increment or None; as in `langevin_step`.
+      probe_value: the probe's value read before this step, if the caller has
+        it (saves a read); None reads it here.
     """
     dtype = probe.dtype
-    coupling = tf.cast(learning_rate * gamma, dtype) * (anchor - tf.convert_to_tensor(probe))
+    if probe_value is None:
+        probe_value = tf.convert_to_tensor(probe)
+    coupling = tf.cast(learning_rate * gamma, dtype) * (anchor - probe_value)
     if noise is not None:
         coupling = coupling + noise
     lr = tf.constant(learning_rate, dtype) if isinstance(learning_rate, (int, float)) else tf.cast(learning_rate, dtype)
-    if momentum:
-        tf.raw_ops.ResourceApplyMomentum(
-            var=probe.handle, accum=velocity.handle, lr=lr, grad=gradient,
-            momentum=tf.constant(momentum, dtype), use_locking=False, use_nesterov=bool(nesterov))
-    else:
-        tf.raw_ops.ResourceApplyGradientDescent(var=probe.handle, alpha=lr, delta=gradient, use_locking=False)
+    # The fused kernel updates `probe` in place: it runs after the coupling has
+    # consumed the read of the old probe, so that read no longer shares the
+    # variable's buffer and the kernel need not copy it first (copy on write).
+    with tf.control_dependencies([coupling]):
+        if momentum:
+            tf.raw_ops.ResourceApplyMomentum(
+                var=probe.handle, accum=velocity.handle, lr=lr, grad=gradient,
+                momentum=tf.constant(momentum, dtype), use_locking=False, use_nesterov=bool(nesterov))
+        else:
+            tf.raw_ops.ResourceApplyGradientDescent(var=probe.handle, alpha=lr, delta=gradient, use_locking=False)
     probe.assign_add(coupling)
     return tf.convert_to_tensor(probe)
 

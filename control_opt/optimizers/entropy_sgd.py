@@ -105,7 +105,7 @@ class _LocalEntropyChain(anchored.AnchoredOptimizer):
             variable, None if velocity is None else _tensor_of(velocity), gradient, anchor,
             learning_rate=self.langevin_learning_rate, gamma=scalars.chain[variable.dtype.name]["gamma"],
             momentum=self.langevin_momentum, nesterov=self.langevin_nesterov,
-            noise=scalars.noise[index] if self.noise else None)
+            noise=scalars.noise[index] if self.noise else None, probe_value=probe)
         local_entropy.running_mean_in_place(_tensor_of(mean), new_probe, self.mean_decay)
 
     def _step_noise(self, variables, step):
