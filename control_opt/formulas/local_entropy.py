@@ -123,7 +123,7 @@ def langevin_step_in_place(probe, velocity, gradient, anchor, *, learning_rate, 
 
     which is `w' - eta' [d + gamma (w' - w)] + noise` of `langevin_step`
     with the products distributed: equal up to float rounding (a few ulp;
-    tests/formulas compare the two). TensorFlow's `ApplyMomentum` keeps the
+    tests/optimizers/test_fused_kernels.py compares the two). TensorFlow's `ApplyMomentum` keeps the
     buffer in this convention (`accum <- m accum + g`, the Lua/PyTorch one, not
     Keras' `-eta g` one), and has CPU, GPU and XLA kernels. Four ops in all
     instead of about ten separate element-wise passes.

@@ -85,7 +85,7 @@ from control_opt.optimizers.swap import AnchorProbeExchange, _tensor_of
 
 __all__ = ["AnchoredOptimizer", "AdamOuterStep", "MomentumOuterStep", "StepScalars", "find_anchored_optimizer"]
 
-# Salt that separates the noise streams of the variables of one optimizer.
+# Salt that separates the noise streams (one per dtype) of one optimizer.
 _VARIABLE_SALT = 0x9E3779B1
 
 
@@ -211,6 +211,7 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
         """The `StepScalars` of this step, computed once (in replica context)."""
         step = tf.convert_to_tensor(self.iterations)
         outer = step // self._inner_steps
+        position = step % self._inner_steps
         dtypes = sorted({tf.as_dtype(variable.dtype).name for variable in trainable_variables})
 
         def chain_scalars(dtype):
@@ -218,13 +219,14 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
             # variables get float32 values rounded once.
             dtype = tf.as_dtype(dtype)
             if dtype.size >= 4:
-                return self._chain_scalars(outer, dtype)
-            return tf.nest.map_structure(lambda value: tf.cast(value, dtype), self._chain_scalars(outer, tf.float32))
+                return self._chain_scalars(outer, dtype, position=position)
+            return tf.nest.map_structure(lambda value: tf.cast(value, dtype),
+                                         self._chain_scalars(outer, tf.float32, position=position))
 
         return StepScalars(
             step=step,
             outer=outer,
-            position=step % self._inner_steps,
+            position=position,
             anchor_in_model=tf.equal(tf.convert_to_tensor(self._anchor_in_model), 1),
             chain={dtype: chain_scalars(dtype) for dtype in dtypes},
             noise=self._step_noise(trainable_variables, step))
@@ -428,8 +430,13 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
 
     def _noise_seed_of(self, stream, step):
         """The stateless seed of dtype stream `stream` at iteration `step`:
-        `[seed + stream * salt, step]` as int32 (wrapping)."""
-        return tf.cast(tf.stack([self._noise_seed + stream * _VARIABLE_SALT, tf.cast(step, tf.int64)]), tf.int32)
+        `[seed + stream * salt + _noise_offset(), step]` as int32 (wrapping)."""
+        key = self._noise_seed + stream * _VARIABLE_SALT + self._noise_offset()
+        return tf.cast(tf.stack([key, tf.cast(step, tf.int64)]), tf.int32)
+
+    def _noise_offset(self):
+        """Hook: an int64 added to the noise seed (0; Elastic-SGD / Parle: the replica's salt)."""
+        return tf.constant(0, tf.int64)
 
     # ------------------------------------------------- subclass interface
     def _build_chain(self, var_list):
@@ -439,9 +446,10 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
         """Tuple of the chain's slot variables for variable `index` (None allowed)."""
         raise NotImplementedError
 
-    def _chain_scalars(self, outer_step, dtype):
+    def _chain_scalars(self, outer_step, dtype, position=None):
         """Scalars of the chain for this step in `dtype` (e.g. the scope gamma_k),
-        computed once per step and dtype; `_chain_step` reads them as
+        computed once per step and dtype from k = `outer_step` and l =
+        `position` (None outside a step); `_chain_step` reads them as
         `scalars.chain[dtype.name]`."""
         return {}
 

@@ -49,8 +49,7 @@ from control_opt.optimizers.swap import _tensor_of
 
 __all__ = ["ElasticSGD", "ReplicaLocalCoupling"]
 
-# Salts of the noise streams (variables: anchored's; replicas: another odd constant).
-_VARIABLE_SALT = anchored._VARIABLE_SALT
+# Salt of the replicas' noise streams (the dtype streams use anchored's, another odd constant).
 _REPLICA_SALT = 0x85EBCA77
 
 
@@ -137,12 +136,10 @@ class ReplicaLocalCoupling:
                 gradient = gradient * tf.cast(n, gradient.dtype)
             self._chain_update(variable, gradient, scalars)
 
-    def _noise_seed_of(self, stream, step):
-        """Keyed by (seed, replica, dtype stream, iteration), stateless;
-        replica 0 draws the stream of `AnchoredOptimizer.draw_step_noise`."""
-        replica = tf.cast(distribute.replica_id(), tf.int64)
-        return tf.cast(tf.stack([self._noise_seed + stream * _VARIABLE_SALT + replica * _REPLICA_SALT,
-                                 tf.cast(step, tf.int64)]), tf.int32)  # wraps
+    def _noise_offset(self):
+        """The noise is keyed by replica as well: replica 0 draws the stream of
+        `AnchoredOptimizer.draw_step_noise`, replica r adds `r * salt`."""
+        return tf.cast(distribute.replica_id(), tf.int64) * _REPLICA_SALT
 
     # ---------------------------------------------------------- phase 2 helpers
     def _per_replica_reads(self, slots):

@@ -94,7 +94,7 @@ class _LocalEntropyChain(anchored.AnchoredOptimizer):
     def _chain_slots(self, index):
         return (self._means[index], self._langevin_velocities[index])
 
-    def _chain_scalars(self, outer_step, dtype):
+    def _chain_scalars(self, outer_step, dtype, position=None):
         return {"gamma": self.scope(outer_step, dtype)}
 
     def _chain_apply(self, index, variable, gradient, probe, anchor, scalars):

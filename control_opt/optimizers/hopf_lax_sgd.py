@@ -81,19 +81,19 @@ class HopfLaxSGD(anchored.MomentumOuterStep, anchored.AnchoredOptimizer):
     def _chain_slots(self, index):
         return (self._controls[index],)
 
-    def _chain_scalars(self, outer_step, dtype):
-        return {"t": self.proximal_time(outer_step, dtype)}
-
-    def _step_decay(self, scalars, dtype):
-        """beta1 of this step's running mean, 0 at the first inner step (p then
-        restarts at the gradient: `0 p + 1 g = g` exactly, p having been reset
-        to 0): one scalar per step instead of a `tf.where` per variable."""
-        first = tf.equal(scalars.position, 0)
-        return tf.where(first, tf.constant(0.0, dtype), tf.constant(self.mean_decay, dtype))
+    def _chain_scalars(self, outer_step, dtype, position=None):
+        scalars = {"t": self.proximal_time(outer_step, dtype)}
+        if position is not None:
+            # beta1 of this step's running mean, 0 at the first inner step (p then
+            # restarts at the gradient: `0 p + 1 g = g` exactly, p having been
+            # reset to 0): one scalar per step, not a `tf.where` per variable.
+            scalars["decay"] = tf.where(tf.equal(position, 0), tf.constant(0.0, dtype),
+                                        tf.constant(self.mean_decay, dtype))
+        return scalars
 
     def _chain_step(self, index, gradient, probe, anchor, slots, scalars):
         (p,) = slots
-        p_new = local_entropy.running_mean(p, gradient, self._step_decay(scalars, probe.dtype))
+        p_new = local_entropy.running_mean(p, gradient, scalars.chain[probe.dtype.name]["decay"])
         new_probe = pointwise.proximal_probe(anchor, scalars.chain[probe.dtype.name]["t"], p_new)
         return new_probe, (p_new,)
 

@@ -119,7 +119,7 @@ class Parle(anchored.MomentumOuterStep, ReplicaLocalCoupling, _LocalEntropyChain
             raise ValueError(f"`reference` must be one of {_REFERENCES}, got {reference!r}.")
         self.reference = reference
 
-    def _chain_scalars(self, outer_step, dtype):
+    def _chain_scalars(self, outer_step, dtype, position=None):
         def capped(initial, cap):
             value = local_entropy.exponential_scope(tf.constant(initial, dtype), self.scoping, outer_step)
             return tf.minimum(value, tf.constant(cap, dtype))

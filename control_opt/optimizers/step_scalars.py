@@ -23,7 +23,7 @@ class StepScalars(NamedTuple):
       position: l = step % L, the position in the inner loop.
       anchor_in_model: bool, the model's variables hold the anchor (the probe
         is swapped back before anything else happens).
-      chain: `{dtype name: subclass scalars}` from `_chain_scalars(k, dtype)`
+      chain: `{dtype name: subclass scalars}` from `_chain_scalars(k, dtype, position=l)`
         (e.g. `{"gamma": gamma_k}`), one entry per dtype of the updated
         variables, so a float64 model gets float64 scalars.
       noise: `{variable index: tensor}`, this step's noise for the chain,
