@@ -1,16 +1,21 @@
-"""Time per training step inside `model.fit`: anchored optimizers against Keras SGD.
+"""Time per training step: anchored optimizers against Keras SGD.
 
-    python -m bench.bench_optimizer_step [--repeats 9] [--steps 100] [--models mnist1d_cnn,lenet] [--jit off,on]
+    python -m bench.bench_optimizer_step [--repeats 25] [--steps 20] [--models mnist1d_cnn,lenet] [--jit off,on]
 
 For each model (the MNIST-1D CNN, 5,210 weights; the Entropy-SGD paper's LeNet
 on 28x28 inputs, 431,080 trainable weights) and each of jit_compile off/on,
 the baseline `keras.optimizers.SGD(momentum=0.9, nesterov=True)` and the
 optimizers under test are timed in the same process by `bench.timing.interleave`:
-every repeat is one round in which each optimizer runs one `fit` of `--steps`
-steps (the first 5 untimed), the order rotated from round to round. The table
+every repeat is one round in which each optimizer runs `--steps` steps (20
+steps hold exactly one outer step of L = 20, two of L = 10) of the train
+function that `fit` calls once per batch (`bench.timing.timed_steps`: the
+compiled step without `fit`'s callbacks, which cost every optimizer alike and
+would only dilute the ratios), the order rotated from round to round. Short
+blocks and many rounds: on a shared machine the speed drifts within seconds,
+so the finer the interleaving, the more of the drift the paired ratio cancels. The table
 reports the median ms/step with its range, and the median over rounds of
-`time / SGD's time in the same round`, with its range; the target is met when
-that median is at most the target. Inputs are random (timing does not depend
+`time / SGD's time in the same round`, with its quartiles and range; the
+target is met when that median is at most the target. Inputs are random (timing does not depend
 on the data). Also reports optimizer state per model parameter. Writes its
 section of BENCHMARKS.md (at least 9 repeats).
 """
@@ -26,10 +31,9 @@ import numpy as np  # noqa: E402
 import control_opt  # noqa: E402
 from control_opt import models  # noqa: E402
 from bench.report import machine_line, markdown_table, write_section  # noqa: E402
-from bench.timing import interleave, paired_ratio, require_repeats, synthetic_batches, timed_fit  # noqa: E402
+from bench.timing import interleave, paired_ratio, require_repeats, synthetic_batches, timed_steps  # noqa: E402
 
 BATCH = 100
-SKIP = 5  # steps excluded from the timing at the start of each fit (iterator start-up)
 BASELINE = "SGD (Nesterov 0.9)"
 
 MODELS = {"mnist1d_cnn": (40, 1), "lenet": (28, 28, 1)}
@@ -45,12 +49,12 @@ OPTIMIZERS = {
 }
 
 
-def make_fit(model_name, optimizer_fn, jit, steps):
+def make_contender(model_name, optimizer_fn, jit, steps):
     model = models.build(model_name, seed=0)
     model.compile(optimizer=optimizer_fn(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=jit)
     data = synthetic_batches(MODELS[model_name], 10, BATCH, num_batches=20)
-    return model, timed_fit(model, data, steps, SKIP)
+    return model, timed_steps(model, data, steps)
 
 
 def state_per_parameter(model):
@@ -61,8 +65,8 @@ def state_per_parameter(model):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=25)
+    parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--jit", default="off,on", help="jit_compile settings to time: off, on or off,on")
     parser.add_argument("--no-write", action="store_true")
@@ -71,7 +75,7 @@ def main():
     rows = []
     for model_name in args.models.split(","):
         for jit in [setting == "on" for setting in args.jit.split(",")]:
-            fits = {name: make_fit(model_name, fn, jit, args.steps) for name, (fn, _) in OPTIMIZERS.items()}
+            fits = {name: make_contender(model_name, fn, jit, args.steps) for name, (fn, _) in OPTIMIZERS.items()}
             spreads = interleave({name: timed for name, (_, timed) in fits.items()}, args.repeats)
             for name, (model, _) in fits.items():
                 target = OPTIMIZERS[name][1]
@@ -79,24 +83,25 @@ def main():
                     ratio_text, verdict = "1 (baseline)", "-"
                 else:
                     ratio = paired_ratio(spreads[name], spreads[BASELINE])
-                    ratio_text = ratio.text()
+                    ratio_text = f"{ratio.quartiles_text()} ({ratio.min:.3f} - {ratio.max:.3f})"
                     verdict = f"<= {target}: {'met' if ratio.median <= target else 'NOT met'}"
                 rows.append([model_name, "on" if jit else "off", name, spreads[name].text(scale=1e3),
                              ratio_text, verdict, f"{state_per_parameter(model):.0f}"])
                 print(" | ".join(rows[-1]), flush=True)
     table = markdown_table(["model", "jit_compile", "optimizer", "ms / step, median [min - max]",
-                            "ratio to SGD, median [min - max] over rounds", "target",
+                            "ratio to SGD over rounds: median [quartiles] (min - max)", "target",
                             "optimizer state / parameter"], rows)
-    md = (f"## Optimizer step overhead in `fit`\n\n"
+    md = (f"## Optimizer step overhead\n\n"
           f"Command: `python -m bench.bench_optimizer_step --repeats {args.repeats} --steps {args.steps}"
           + ("" if (args.models, args.jit) == (",".join(MODELS), "off,on") else f" --models {args.models} --jit {args.jit}")
           + "`. "
           f"{machine_line()} Batch {BATCH}, random inputs; models `mnist1d_cnn` (5,210 weights, 8 variables) "
           "and `lenet` (the Entropy-SGD paper's LeNet on 28x28 inputs: 431,080 trainable weights, 12 "
           f"variables, batch norm). {args.repeats} rounds per model and jit setting; in each round every "
-          f"optimizer runs one `fit` of {args.steps} steps (the first {SKIP} untimed), in an order rotated "
+          f"optimizer runs {args.steps} steps of the train function `fit` calls (`bench.timing.timed_steps`, "
+          "no callbacks: they cost every optimizer alike), in an order rotated "
           "from round to round (`bench.timing.interleave`). Ratio: median over rounds of the step time "
-          "divided by SGD's in the same round (`bench.timing.paired_ratio`), with its range. Targets "
+          "divided by SGD's in the same round (`bench.timing.paired_ratio`), with its quartiles and range. Targets "
           "(issue 12): 1.05 with the Langevin noise, 1.02 without (HopfLaxSGD draws none).\n\n"
           "Optimizer state per parameter (count of per-parameter slot entries): SGD momentum 1; "
           "EntropySGD with the authors' defaults (no outer momentum) 3 = anchor, mean, Langevin "

@@ -10,7 +10,8 @@
 * `require_repeats` refuses to write a table to BENCHMARKS.md from fewer than
   `MIN_REPEATS` (9) repeats.
 
-`StepTimer`, `synthetic_batches` and `timed_fit` time the steps of a Keras `fit`.
+`StepTimer`, `synthetic_batches` and `timed_fit` time the steps of a Keras `fit`;
+`timed_steps` times the train function that `fit` calls, without `fit` around it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = ["MIN_REPEATS", "Spread", "StepTimer", "interleave", "paired_ratio", "require_repeats",
-           "synthetic_batches", "timed_fit"]
+           "synthetic_batches", "timed_fit", "timed_steps"]
 
 MIN_REPEATS = 9
 
@@ -70,15 +71,22 @@ def interleave(contenders, repeats):
 
 @dataclasses.dataclass(frozen=True)
 class Ratio:
-    """Median, min and max over rounds of `time / baseline time in the same round`."""
+    """Median, min and max over rounds of `time / baseline time in the same round`,
+    and the quartiles `q1`, `q3` (`statistics.quantiles`, exclusive method)."""
 
     median: float
     min: float
     max: float
     n: int
+    q1: float = float("nan")
+    q3: float = float("nan")
 
     def text(self, digits=3):
         return f"{self.median:.{digits}f} [{self.min:.{digits}f} - {self.max:.{digits}f}]"
+
+    def quartiles_text(self, digits=3):
+        """`median [q1 - q3]`: where the middle half of the rounds lie."""
+        return f"{self.median:.{digits}f} [{self.q1:.{digits}f} - {self.q3:.{digits}f}]"
 
 
 def paired_ratio(spread, baseline):
@@ -93,7 +101,8 @@ def paired_ratio(spread, baseline):
     if spread.n < 2:
         raise ValueError(f"refusing a ratio from {spread.n} run: time at least 2 (tables need {MIN_REPEATS}).")
     ratios = [a / b for a, b in zip(spread.samples, baseline.samples)]
-    return Ratio(statistics.median(ratios), min(ratios), max(ratios), len(ratios))
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    return Ratio(statistics.median(ratios), min(ratios), max(ratios), len(ratios), q1, q3)
 
 
 def require_repeats(repeats, writing):
@@ -135,5 +144,27 @@ def timed_fit(model, data, steps, skip):
         timer = StepTimer(skip)
         model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
         return (timer.end - timer.start) / (steps - skip)
+
+    return timed
+
+
+def timed_steps(model, data, steps, warmup=25):
+    """Traces and builds `model` on `data` once, then returns `timed()`: seconds per
+    step of `steps` back-to-back calls of the model's train function, the
+    compiled step that `fit` calls once per batch (`make_train_function`), on an
+    iterator of `data`, without `fit`'s callbacks and progress logic (the same
+    for every optimizer, so leaving them out can only raise a ratio to SGD).
+    The `warmup` calls run first, once."""
+    model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)  # trace and build
+    train = model.make_train_function()
+    iterator = iter(data)
+    for _ in range(warmup):
+        train(iterator)
+
+    def timed():
+        start = time.perf_counter()
+        for _ in range(steps):
+            train(iterator)
+        return (time.perf_counter() - start) / steps
 
     return timed

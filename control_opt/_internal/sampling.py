@@ -14,6 +14,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from control_opt._internal.graph_modes import tracing_for_xla
+
 
 def _salt_words(salt):
     digest = zlib.crc32(salt.encode())
@@ -120,25 +122,10 @@ def box_muller(u_radius, u_angle):
     """
     radius = tf.sqrt(-2.0 * tf.math.log(u_radius))
     angle = (2.0 * np.pi) * u_angle
-    if _tracing_for_xla():
+    if tracing_for_xla():
         quarter_turn = tf.reshape(tf.constant([0.0, 0.5 * np.pi], angle.dtype), [2] + [1] * angle.shape.rank)
         return radius[None] * tf.cos(angle[None] - quarter_turn)
     return tf.stack([radius * tf.cos(angle), radius * tf.sin(angle)])
-
-
-def _tracing_for_xla():
-    """True while tracing a function that XLA will compile (`jit_compile=True`).
-
-    The same check TensorFlow's own `pfor` makes to pick an XLA-friendly
-    formulation (a private API: if it moves, the non-XLA form is used, which is
-    correct everywhere, only slower under XLA).
-    """
-    try:
-        from tensorflow.python.framework import ops
-        from tensorflow.python.ops import control_flow_util
-        return bool(control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph()))
-    except (ImportError, AttributeError):
-        return False
 
 
 def standard_normal_like(structure, seed, salt):

@@ -108,52 +108,57 @@ def langevin_step(
 
 
 def langevin_step_in_place(probe, velocity, gradient, anchor, *, learning_rate, gamma, momentum=0.0,
-                           nesterov=False, noise=None, probe_value=None):
+                           nesterov=False, noise=None, coupling_rate=None, probe_value=None):
     """`langevin_step` applied to the variables `probe` (w') and `velocity`
     (v', None when `momentum` is 0) in place, with TensorFlow's fused training
     kernels: returns the new probe (a read after the update).
 
     The same step, split where a fused kernel exists:
 
-        c  = eta' gamma (w - w') + noise                      (from the old w')
+        s  = w' - w                                           (from the old w')
         ResourceApplyMomentum:  v' <- m' v' + g ;  w' <- w' - eta' (g + m' v')   (Nesterov)
                                               or   w' <- w' - eta' v'           (heavy ball)
         ResourceApplyGradientDescent:              w' <- w' - eta' g           (m' = 0)
-        w' <- w' + c
+        ResourceApplyGradientDescent:              w' <- w' - (eta' gamma) s   (the coupling)
+        w' <- w' + noise
 
     which is `w' - eta' [d + gamma (w' - w)] + noise` of `langevin_step`
     with the products distributed: equal up to float rounding (a few ulp;
     tests/optimizers/test_fused_kernels.py compares the two). TensorFlow's `ApplyMomentum` keeps the
     buffer in this convention (`accum <- m accum + g`, the Lua/PyTorch one, not
-    Keras' `-eta g` one), and has CPU, GPU and XLA kernels. Four ops in all
-    instead of about ten separate element-wise passes.
+    Keras' `-eta g` one), and has CPU, GPU and XLA kernels. Three ops after
+    the read (four with noise) instead of about ten element-wise passes.
 
     Args:
       probe, velocity: `tf.Variable`s (or a distributed variable's component
         inside `strategy.extended.update` / replica context).
       gradient, anchor: tensors; `gamma` a scalar tensor or number; `noise`
         the scaled Gaussian increment or None; as in `langevin_step`.
+      coupling_rate: `eta' gamma` in the probe's dtype if the caller has it
+        (an optimizer computes it once per step); None computes it here.
       probe_value: the probe's value read before this step, if the caller has
         it (saves a read); None reads it here.
     """
     dtype = probe.dtype
     if probe_value is None:
         probe_value = tf.convert_to_tensor(probe)
-    coupling = tf.cast(learning_rate * gamma, dtype) * (anchor - probe_value)
-    if noise is not None:
-        coupling = coupling + noise
+    if coupling_rate is None:
+        coupling_rate = tf.cast(learning_rate * gamma, dtype)
+    spread = probe_value - anchor
     lr = tf.constant(learning_rate, dtype) if isinstance(learning_rate, (int, float)) else tf.cast(learning_rate, dtype)
-    # The fused kernel updates `probe` in place: it runs after the coupling has
+    # The fused kernel updates `probe` in place: it runs after `spread` has
     # consumed the read of the old probe, so that read no longer shares the
     # variable's buffer and the kernel need not copy it first (copy on write).
-    with tf.control_dependencies([coupling]):
+    with tf.control_dependencies([spread]):
         if momentum:
             tf.raw_ops.ResourceApplyMomentum(
                 var=probe.handle, accum=velocity.handle, lr=lr, grad=gradient,
                 momentum=tf.constant(momentum, dtype), use_locking=False, use_nesterov=bool(nesterov))
         else:
             tf.raw_ops.ResourceApplyGradientDescent(var=probe.handle, alpha=lr, delta=gradient, use_locking=False)
-    probe.assign_add(coupling)
+    tf.raw_ops.ResourceApplyGradientDescent(var=probe.handle, alpha=coupling_rate, delta=spread, use_locking=False)
+    if noise is not None:
+        probe.assign_add(noise)
     return tf.convert_to_tensor(probe)
 
 

@@ -76,7 +76,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from control_opt._internal import sampling
+from control_opt._internal import graph_modes, sampling
 from control_opt._internal.checks import (
     check_non_negative, check_positive, resolve_seed)
 from control_opt.optimizers.outer_rules import AdamOuterStep, MomentumOuterStep
@@ -296,7 +296,19 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
                 distribution.extended.update(variable, self._outer_update, args=(control, learning_rate, scalars),
                                              group=False)
 
-        tf.cond(tf.equal(position, self._inner_steps - 1), outer_step, lambda: None)
+        self._step_cond(tf.equal(position, self._inner_steps - 1), outer_step)
+
+    _UNLOWERED_CONDS = True  # False: a plain `tf.cond` everywhere (a test compares the two)
+
+    def _step_cond(self, pred, true_fn):
+        """The per-step conditionals (outer step, probe restore): on one device,
+        `graph_modes.step_cond`, a function call rather than Switch/Merge, so
+        the untaken branch costs one op. Across replicas a plain `tf.cond`: an
+        unlowered `If` cannot hold variables of several devices."""
+        strategy = self._distribution_strategy
+        if self._UNLOWERED_CONDS and (strategy is None or strategy.num_replicas_in_sync == 1):
+            return graph_modes.step_cond(pred, true_fn)
+        return tf.cond(pred, true_fn, lambda: None)
 
     def _merge_controls(self, distribution, variables, controls, scalars):
         """Phase 2 hook: combine the controls across replicas (cross-replica
@@ -318,7 +330,7 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
                 for variable in variables:
                     distribution.extended.update(variable, self._put_probe_back, group=False)
 
-            tf.cond(held, swap_all, lambda: None)
+            self._step_cond(held, swap_all)
 
         tf.__internal__.distribute.interim.maybe_merge_call(merged, self._distribution_strategy, variables, scalars)
 
@@ -387,11 +399,11 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
         """Keras' per-variable entry point, for callers outside `apply`: one
         whole step (chain, then the outer step if due) on one variable."""
         scalars = self._step_scalars([variable])
-        tf.cond(scalars.anchor_in_model, lambda: self._put_probe_back(variable), lambda: None)
+        self._step_cond(scalars.anchor_in_model, lambda: self._put_probe_back(variable))
         self._chain_update(variable, gradient, scalars)
-        tf.cond(tf.equal(scalars.position, self._inner_steps - 1),
-                lambda: self._outer_update(variable, self._read_control(variable, scalars), learning_rate, scalars),
-                lambda: None)
+        self._step_cond(tf.equal(scalars.position, self._inner_steps - 1),
+                        lambda: self._outer_update(variable, self._read_control(variable, scalars), learning_rate,
+                                                   scalars))
 
     def _step_noise(self, variables, step):
         """Hook: this step's noise `{variable index: tensor}` for the chain

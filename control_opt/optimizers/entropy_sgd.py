@@ -95,15 +95,21 @@ class _LocalEntropyChain(anchored.AnchoredOptimizer):
         return (self._means[index], self._langevin_velocities[index])
 
     def _chain_scalars(self, outer_step, dtype, position=None):
-        return {"gamma": self.scope(outer_step, dtype)}
+        return self._scope_scalars(self.scope(outer_step, dtype), dtype)
+
+    def _scope_scalars(self, gamma, dtype):
+        """The chain's scalars for scope `gamma`: gamma itself and eta' gamma, the
+        rate of the coupling kernel (once per step, not per variable)."""
+        return {"gamma": gamma, "coupling_rate": tf.constant(self.langevin_learning_rate, dtype) * gamma}
 
     def _chain_apply(self, index, variable, gradient, probe, anchor, scalars):
         # In place, with TensorFlow's fused training kernels (formulas.local_entropy).
         variable = _tensor_of(variable)  # a Keras variable when Keras' `update_step` is called directly
         mean, velocity = self._chain_slots(index)
+        chain = scalars.chain[variable.dtype.name]
         new_probe = local_entropy.langevin_step_in_place(
             variable, None if velocity is None else _tensor_of(velocity), gradient, anchor,
-            learning_rate=self.langevin_learning_rate, gamma=scalars.chain[variable.dtype.name]["gamma"],
+            learning_rate=self.langevin_learning_rate, gamma=chain["gamma"], coupling_rate=chain["coupling_rate"],
             momentum=self.langevin_momentum, nesterov=self.langevin_nesterov,
             noise=scalars.noise[index] if self.noise else None, probe_value=probe)
         local_entropy.running_mean_in_place(_tensor_of(mean), new_probe, self.mean_decay)

@@ -124,7 +124,8 @@ class Parle(anchored.MomentumOuterStep, ReplicaLocalCoupling, _LocalEntropyChain
             value = local_entropy.exponential_scope(tf.constant(initial, dtype), self.scoping, outer_step)
             return tf.minimum(value, tf.constant(cap, dtype))
 
-        return {"gamma": capped(self.gamma, self.gamma_max), "rho": capped(self._resolved_rho(), self.rho_max)}
+        return {**self._scope_scalars(capped(self.gamma, self.gamma_max), dtype),
+                "rho": capped(self._resolved_rho(), self.rho_max)}
 
     def _merge_controls(self, distribution, variables, controls, scalars):
         """One all-reduce: `xbar = mean_b mu_b` (or `x_b`); then `(x_a - mu_a) + rho_k (x_a - xbar)`."""

@@ -28,6 +28,9 @@ def test_paired_ratio_divides_within_rounds():
     a, base = timing.Spread((2.0, 3.0, 10.0)), timing.Spread((1.0, 3.0, 5.0))
     ratio = timing.paired_ratio(a, base)
     assert (ratio.median, ratio.min, ratio.max, ratio.n) == (2.0, 1.0, 2.0, 3)
+    many = timing.paired_ratio(timing.Spread(tuple(range(1, 10))), timing.Spread((1.0,) * 9))
+    assert (many.q1, many.median, many.q3) == (2.5, 5.0, 7.5)
+    assert many.quartiles_text(1) == "5.0 [2.5 - 7.5]"
 
 
 def test_paired_ratio_refuses_a_single_run_and_unpaired_samples():
@@ -42,3 +45,16 @@ def test_a_table_needs_nine_repeats():
         timing.require_repeats(8, writing=True)
     timing.require_repeats(8, writing=False)
     timing.require_repeats(9, writing=True)
+
+
+
+def test_timed_steps_runs_the_train_function_the_given_number_of_times():
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    data = timing.synthetic_batches((3,), 2, batch=4, num_batches=3)
+    timed = timing.timed_steps(model, data, steps=7, warmup=2)
+    assert int(model.optimizer.iterations) == 2 + 2  # the building fit, then the warm-up
+    seconds = timed()
+    assert seconds > 0 and int(model.optimizer.iterations) == 4 + 7

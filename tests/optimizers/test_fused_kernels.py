@@ -79,3 +79,31 @@ def test_step_noise_is_one_draw_per_dtype_split_across_the_variables():
     np.testing.assert_array_equal(again[0].numpy(), noise[0].numpy())
     other = optimizer.draw_step_noise(variables, step + 1, 2.0)
     assert not np.allclose(other[0].numpy(), noise[0].numpy())
+
+
+def test_on_one_device_the_outer_step_is_a_function_call_not_switch_merge():
+    """The per-step conditionals (`AnchoredOptimizer._step_cond`) stay unlowered `If`s on one
+    device, so the untaken outer step is not walked as dead ops; the step is unchanged."""
+    variables = [tf.Variable(tf.ones((3,))), tf.Variable(tf.ones((2, 2)))]
+    grads = [tf.fill((3,), 0.5), tf.fill((2, 2), -0.25)]
+
+    def trained(optimizer_class):
+        optimizer = optimizer_class(learning_rate=0.5, langevin_steps=2, noise=0.0, seed=1)
+        for variable, value in zip(variables, (tf.ones((3,)), tf.ones((2, 2)))):
+            variable.assign(value)
+        step = tf.function(lambda: optimizer.apply_gradients(zip(grads, variables)))
+        for _ in range(5):
+            step()
+        ifs = [op for op in step.get_concrete_function().graph.get_operations() if op.type in ("If", "StatelessIf")]
+        return [v.numpy() for v in variables], ifs
+
+    unlowered, ifs = trained(control_opt.EntropySGD)
+    assert len(ifs) == 2  # restore probes, outer step
+    assert all(op.get_attr("_lower_using_switch_merge") is False for op in ifs)
+    # The control: the same optimizer with plain tf.cond (lowered) takes the same steps.
+    lowered_class = type("LoweredEntropySGD", (control_opt.EntropySGD,), {"_UNLOWERED_CONDS": False})
+    lowered, lowered_ifs = trained(lowered_class)
+    assert all(op.get_attr("_lower_using_switch_merge") is True for op in lowered_ifs)
+    for a, b in zip(unlowered, lowered):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(unlowered[0], 1.0)
