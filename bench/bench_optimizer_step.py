@@ -44,9 +44,11 @@ MODELS = {"mnist1d_cnn": (40, 1), "lenet": (28, 28, 1)}
 class SGDPlusNoise(keras.optimizers.SGD):
     """The floor of any optimizer that adds exact Gaussian noise to every weight
     each step: Keras' SGD step, then the one draw per step that EntropySGD
-    draws (`sampling.standard_normal(bits=16)`, scale 1e-9), added into the
+    draws (`sampling.standard_normal(bits=16)`, times `SCALE`), added into the
     weights. With `bits_only`, only the Philox words that draw needs (n/2 for
     n weights), written to a sink variable: the generator's own floor."""
+
+    SCALE = 1e-9  # small enough not to move the weights of a timed run
 
     def __init__(self, *args, bits_only=False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -64,7 +66,7 @@ class SGDPlusNoise(keras.optimizers.SGD):
             self._sink.assign(tf.bitcast(sampling.random_bits([(self._size + 1) // 2], seed), tf.int32))
             return
         sizes = [int(np.prod(variable.shape)) for variable in trainable_variables]
-        flat = 1e-9 * sampling.standard_normal([self._size], seed, tf.float32, bits=16)
+        flat = self.SCALE * sampling.standard_normal([self._size], seed, tf.float32, bits=16)
         for variable, piece in zip(trainable_variables, tf.split(flat, sizes)):
             variable.assign_add(tf.reshape(piece, variable.shape))
 

@@ -168,8 +168,12 @@ def _build_adam(config, learning_rate):
 #   same, outer lr 1 then 0.1 from epoch 75 (the default):     94.3, 93.8, 94.8
 #     (94.3, 94.5, 94.3 with the Box-Muller noise sampler of 2026-11-27, and
 #     94.2, 95.3, 94.0 since 2026-11-28, one noise draw per step split across the
-#     variables, another stream again; the rows above were measured with the
-#     earlier ndtri sampler)
+#     variables, another stream again; 94.5, 90.4, 94.8 once the Langevin coupling
+#     became a fused kernel (the noise added one rounding apart): seed 1 blew up at
+#     epoch 71, before the lr drop, as the run before had spiked there and recovered;
+#     seeds 3-8 before / after: 94.4 / 93.8, 93.5 / 93.7, 93.7 / 93.8, 94.6 / 94.4,
+#     93.1 / 92.6, 94.9 / 94.6; the rows above were measured with the earlier
+#     ndtri sampler)
 #   same, eta' = 0.05 instead of the lr drop:                  87.0, 91.6, 92.0
 #   SGD, Nesterov 0.9, lr 0.1 dropped to 0.01 at 75:           94.8, 95.3, 94.6
 # Also tried (seed 0): gamma0=0.03: 93.3; L=5: 92.0; eps=1e-3 with eta'=0.05: 91.2.
