@@ -27,7 +27,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-
 import tensorflow as tf  # noqa: E402
 
 import control_opt  # noqa: E402
@@ -40,6 +39,7 @@ BATCH = 100
 BASELINE = "SGD (Nesterov 0.9)"
 
 MODELS = {"mnist1d_cnn": (40, 1), "lenet": (28, 28, 1)}
+
 
 class SGDPlusNoise(keras.optimizers.SGD):
     """The floor of any optimizer that adds exact Gaussian noise to every weight
