@@ -54,7 +54,8 @@ from absl import flags
 # (absl lists a module's own flags under its name, and in --helpshort).
 flags.disclaim_key_flags()
 
-__all__ = ["define_config_flags", "config_from_flags", "overrides_from_flags", "field_help", "field_kind"]
+__all__ = ["define_config_flags", "config_from_flags", "overrides_from_flags", "field_help", "field_kind",
+           "define_value_flags", "values_from_flags"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,3 +269,39 @@ def overrides_from_flags(cls, flag_values: flags.FlagValues = flags.FLAGS, *, pr
 def config_from_flags(cls, flag_values: flags.FlagValues = flags.FLAGS, **kwargs):
     """`cls(**overrides_from_flags(cls, flag_values, **kwargs))`."""
     return cls(**overrides_from_flags(cls, flag_values, **kwargs))
+
+
+# ------------------------------------------------------------------------------ flags of a callable's arguments
+
+
+def define_value_flags(specs, flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
+    """Defines one flag per `(name, kind, help)` of `specs`, default None ("not given").
+
+    `kind` is bool, int, float or str, or None for a Python literal (a string flag read by
+    `experiments.training.options.literal_value`: "0.1" -> 0.1, "None" -> None). The runner
+    passes its optimizers' constructor arguments (`experiments.training.hyperparameters`).
+    """
+    names = []
+    for name, kind, help_text in specs:
+        if kind is bool:
+            flags.DEFINE_bool(name, None, help_text, flag_values=flag_values)
+        elif kind is int:
+            flags.DEFINE_integer(name, None, help_text, flag_values=flag_values)
+        elif kind is float:
+            flags.DEFINE_float(name, None, help_text, flag_values=flag_values)
+        else:
+            flags.DEFINE_string(name, None, help_text, flag_values=flag_values)
+        names.append(name)
+    return names
+
+
+def values_from_flags(specs, flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, Any]:
+    """{name: value} of the flags of `define_value_flags(specs)` given on the command line."""
+    from experiments.training.options import literal_value  # pylint: disable=import-outside-toplevel
+
+    values = {}
+    for name, kind, _ in specs:
+        if flag_values[name].present:
+            value = flag_values[name].value
+            values[name] = literal_value(value) if kind is None and value is not None else value
+    return values

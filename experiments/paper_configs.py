@@ -1,9 +1,10 @@
 """The papers' reported runs as data: one named config per row the papers report.
 
 Each `PaperConfig` holds only primitives (str, int, float, bool, None and dicts
-of them), so the training runner can turn a row into its own config later;
-nothing here imports the runner. `resolve(name)` returns a row, `names()` lists
-them and `table()` renders them for `--config=list`.
+of them); the runner turns a row into its settings
+(`experiments.training.paper_runs`, which also parses the schedule: nothing here
+parses or imports the runner). `resolve(name)` returns a row, `names()` lists
+them and `table(available)` renders them for `--config=list`.
 
 Conventions:
 
@@ -15,17 +16,14 @@ Conventions:
   (outer) learning rate is LR; the first piece is at epoch 0, so the string
   also gives the initial rate (`initial_learning_rate`). This is the runner's
   `--lr_schedule` form with the initial rate as its first piece.
-* `hyperparameters` use the runner's names (`learning_rate` is not repeated
-  there: it is the schedule's first value): momentum, nesterov, beta_1, beta_2,
-  epsilon, langevin_steps (L), langevin_learning_rate (eta'),
-  langevin_momentum, langevin_nesterov, gamma (gamma0), scoping (gamma1),
-  noise (eps), mean_decay (beta1), l2, inner_steps, and for the distributed
-  methods replicas (n), rho, communication_period (tau), which the runner does
-  not have yet.
+* `hyperparameters` are the optimizer's constructor arguments by their names
+  (`learning_rate` is not repeated there: it is the schedule's first value),
+  e.g. momentum, langevin_steps (L), langevin_learning_rate (eta'), gamma
+  (gamma0), scoping (gamma1), noise (eps), mean_decay (beta1), l2, rho,
+  communication_period (tau); and `replicas` (n), a setting of the run. For the
+  replica-local methods (Elastic-SGD, Parle) `batch_size` is per replica.
 * `reported_error` is the paper's test error in percent, or None where it has
   not been checked against the paper (`notes` says so).
-* `available` is False where the optimizer is not in the library yet
-  (Elastic-SGD, Parle).
 
 The Entropy-SGD constants (docs/math.md section 3, the authors' Lua code
 `train.lua` and README): L = 20, eta' = 0.1, eps = 1e-4, beta1 = 0.75,
@@ -36,15 +34,12 @@ Nesterov, no outer momentum, batch 128, L2 1e-3 on CIFAR.
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["PaperConfig", "CONFIGS", "OPTIMIZERS", "AVAILABLE_OPTIMIZERS", "names", "resolve", "table",
-           "parse_schedule"]
+__all__ = ["PaperConfig", "CONFIGS", "OPTIMIZERS", "names", "resolve", "table"]
 
-# Every optimizer a paper row may name, and those the library implements today.
+# Every optimizer a paper row may name.
 OPTIMIZERS = ("entropy_sgd", "entropy_adam", "sgd", "adam", "hopf_lax", "elastic_sgd", "parle")
-AVAILABLE_OPTIMIZERS = ("entropy_sgd", "entropy_adam", "sgd", "adam", "hopf_lax", "elastic_sgd", "parle")
 
 ENTROPY_SGD_PAPER = ("Chaudhari, Choromanska, Soatto, LeCun, Baldassi, Borgs, Chayes, Sagun, Zecchina: "
                      "Entropy-SGD: biasing gradient descent into wide valleys, ICLR 2017, Table 1")
@@ -74,38 +69,9 @@ class PaperConfig:
     reported_std: float | None = None
     notes: str = ""
 
-    @property
-    def available(self) -> bool:
-        """Whether the library implements this row's optimizer."""
-        return self.optimizer in AVAILABLE_OPTIMIZERS
-
-    @property
-    def initial_learning_rate(self) -> float:
-        return parse_schedule(self.lr_schedule)[0][1]
-
     def to_dict(self) -> dict[str, Any]:
-        """The row as a plain dict (JSON-ready), `available` included."""
-        return dict(dataclasses.asdict(self), available=self.available)
-
-
-def parse_schedule(text: str) -> list[tuple[float, float]]:
-    """"0:1,40:0.1" -> [(0.0, 1.0), (40.0, 0.1)]; the first piece must be at epoch 0.
-
-    Raises:
-      ValueError: not of that form, epochs not increasing from 0, or a rate not > 0.
-    """
-    pieces = []
-    for piece in str(text).split(","):
-        try:
-            epoch, rate = (float(p) for p in piece.split(":"))
-        except ValueError:
-            raise ValueError(f"bad lr_schedule {text!r}: {piece!r} is not EPOCH:LR") from None
-        if not (math.isfinite(epoch) and math.isfinite(rate) and rate > 0):
-            raise ValueError(f"bad lr_schedule {text!r}: {piece!r} needs a finite epoch and a rate > 0")
-        if (not pieces and epoch != 0) or (pieces and epoch <= pieces[-1][0]):
-            raise ValueError(f"bad lr_schedule {text!r}: epochs must start at 0 and increase")
-        pieces.append((epoch, rate))
-    return pieces
+        """The row as a plain dict (JSON-ready)."""
+        return dataclasses.asdict(self)
 
 
 def _schedule(initial, drops_every, factor, epochs):
@@ -240,19 +206,13 @@ def resolve(name: str) -> PaperConfig:
     return CONFIGS[name]
 
 
-def table(available=None) -> str:
+def table(available: Callable[[PaperConfig], str]) -> str:
     """A plain-text table of every config, for `--config=list`.
 
     Args:
-      available: what the last column says: the optimizer names that can run now, or a
-        function of the row returning the cell's text (the runner passes one that asks its
-        registry); None: "yes"/"no" from `AVAILABLE_OPTIMIZERS`.
+      available: the last column's text for a row (the runner passes `paper_runs.runnable`,
+        which asks its registry).
     """
-    if available is None:
-        available = AVAILABLE_OPTIMIZERS
-    if not callable(available):
-        names_available = tuple(available)
-        available = lambda c: "yes" if c.optimizer in names_available else "no"  # noqa: E731
     header = ("name", "optimizer", "model", "dataset", "batch", "epochs", "lr schedule", "paper error %",
               "available")
     rows = []

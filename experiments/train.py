@@ -7,7 +7,9 @@ r"""The default experiment: train a network with one of control_opt's optimizers
     python -m experiments.train --config=esgd_lenet --data_dir=data/mnist --epochs=10
 
 This module only declares the flags (one per `TrainConfig` field, derived by
-`experiments.config_flags`, plus --workdir) and calls
+`experiments.config_flags`; one per constructor argument of the registered
+optimizers, --rho, --langevin_steps, --gamma_max, ..., derived from the classes
+themselves by `experiments.training.hyperparameters`; and --workdir) and calls
 `train_and_evaluate(config, workdir)` from `experiments.training`, which
 notebooks, tests and benchmarks call directly (re-exported here) with a
 `TrainConfig` or a dict of overrides of `default_config()`. Importing it defines
@@ -18,7 +20,8 @@ resolved by experiments/training/paper_runs.py): the row's values are the base
 and only the flags given on the command line override them; config.json records
 the resolved config and the row's name. --config=list prints the rows with the
 paper's test error and exits. --data_dir is the folder of the data set's files
-(default $CONTROL_OPT_DATA_DIR); nothing is downloaded.
+(default $CONTROL_OPT_DATA_DIR); nothing is downloaded. --replicas=N alone
+selects --strategy=mirrored.
 
 The workdir (default `runs/<optimizer>_<dataset>`, `runs/<config>` with --config) receives config.json,
 metrics.csv, tensorboard/, checkpoint.keras and checkpoint.json (every --checkpoint_every
@@ -27,10 +30,10 @@ effective epochs and after the last), summary.json and curves.png
 there from its latest checkpoint, and a larger --epochs extends a finished one.
 
 Exit status: 0 on success, 1 if the loss became NaN/inf (the last good
-checkpoint is kept), 2 for a bad configuration (unknown name, bad value, config
-mismatch with the workdir, an optimizer a paper row needs that is not available
-yet) or missing/damaged data files (the loader's message names them); nothing
-is written then.
+checkpoint is kept), 2 for a bad configuration (unknown name, bad value, an
+argument the optimizer refuses, config mismatch with the workdir, a malformed
+TF_CONFIG, a cluster that does not join in time) or missing/damaged data files
+(the loader's message names them); nothing is written then.
 """
 
 import sys
@@ -39,41 +42,58 @@ from absl import app, flags
 
 from control_opt import datasets, models
 from experiments import config_flags, paper_configs
-from experiments.training import paper_runs
-from experiments.training import (HYPERPARAMETERS, METRICS_COLUMNS, OPTIMIZERS, RESUMABLE_CHANGES, STRATEGIES,
-                                  ConfigMismatchError, TrainConfig, TrainingDiverged, config_from_dict,
-                                  default_config, default_workdir, epoch_permutation, learning_rate_at,
-                                  parse_lr_schedule, register_optimizer, resolve_config, train_and_evaluate)
+from experiments.training import paper_runs, registry
+from experiments.training import (METRICS_COLUMNS, OPTIMIZERS, RESUMABLE_CHANGES, STRATEGIES, ConfigMismatchError,
+                                  TrainConfig, TrainingDiverged, config_from_dict, default_config, default_workdir,
+                                  epoch_permutation, hyperparameter_names, learning_rate_at, parse_lr_schedule,
+                                  register_optimizer, resolve_config, train_and_evaluate)
 
 __all__ = [
     "TrainConfig", "default_config", "config_from_dict", "resolve_config", "default_workdir",
     "train_and_evaluate", "parse_lr_schedule", "epoch_permutation", "register_optimizer",
-    "learning_rate_at", "OPTIMIZERS", "HYPERPARAMETERS", "RESUMABLE_CHANGES",
+    "learning_rate_at", "OPTIMIZERS", "hyperparameter_names", "RESUMABLE_CHANGES",
     "ConfigMismatchError", "TrainingDiverged", "METRICS_COLUMNS", "define_flags", "main",
 ]
 
 FLAGS = flags.FLAGS
 
 
-def _per_optimizer(name):
-    found = [f"{opt}: {spec.defaults[name]!r}" for opt, spec in OPTIMIZERS.items() if name in spec.defaults]
-    return "default per optimizer (" + ", ".join(found) + ")"
+def hyperparameter_flags() -> list[tuple]:
+    """(name, kind, help) of every registered optimizer's constructor arguments: their docstring
+    entries and, per optimizer, this experiment's default."""
+    specs = []
+    for name in hyperparameter_names():
+        takers = registry.hyperparameter(name)
+        kinds = {hp.kind for _, hp in takers}
+        text = next((hp.help for _, hp in takers if hp.help), f"argument {name} of the optimizer")
+        found = ", ".join(f"{opt}: {OPTIMIZERS[opt].resolved(opt, {})[name]!r}" for opt, _ in takers)
+        specs.append((name, kinds.pop() if len(kinds) == 1 else None, f"{text.rstrip('.')}; default per "
+                      f"optimizer ({found})."))
+    return specs
 
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> list[str]:
-    """Defines --workdir and one flag per TrainConfig field on `flag_values`; returns their names.
-
-    The help of the registry-backed names lists what is registered when the
-    flags are defined, and each hyper-parameter's help its per-optimizer defaults.
-    """
-    extra_help = {name: _per_optimizer(name) for name in HYPERPARAMETERS}
+    """Defines --workdir, one flag per TrainConfig field and one per optimizer argument on
+    `flag_values`; returns their names."""
+    extra_help = {name: "default per optimizer (" + ", ".join(f"{o}: {s.defaults[name]!r}" for o, s in
+                                                              OPTIMIZERS.items()) + ")"
+                  for name in registry.RUN_LEVEL}
     extra_help.update(optimizer=f"one of: {', '.join(OPTIMIZERS)}", model=f"one of: {', '.join(models.names())}",
                       dataset=f"one of: {', '.join(datasets.names())}",
                       strategy=f"one of: {', '.join(STRATEGIES)}",
                       config=f"one of: list, {', '.join(paper_configs.names())}")
     flags.DEFINE_string("workdir", None, "Output directory; default runs/<optimizer>_<dataset> "
                         "(runs/<config> with --config). Resumes a run there.", flag_values=flag_values)
-    return ["workdir", *config_flags.define_config_flags(TrainConfig, flag_values, extra_help=extra_help)]
+    return ["workdir", *config_flags.define_config_flags(TrainConfig, flag_values, extra_help=extra_help,
+                                                         skip=("hyperparameters",)),
+            *config_flags.define_value_flags(hyperparameter_flags(), flag_values)]
+
+
+def overrides(flag_values: flags.FlagValues = FLAGS) -> dict:
+    """The settings given on the command line: fields and optimizer arguments, by name."""
+    return {**config_flags.overrides_from_flags(TrainConfig, flag_values, present_only=True,
+                                                skip=("hyperparameters",)),
+            **config_flags.values_from_flags(hyperparameter_flags(), flag_values)}
 
 
 def main(argv):
@@ -84,8 +104,7 @@ def main(argv):
         return
     try:
         # With --config=NAME the paper row is the base and only the flags on the command line override it.
-        config = config_from_dict(config_flags.overrides_from_flags(TrainConfig, FLAGS, present_only=True))
-        train_and_evaluate(config, FLAGS.workdir)
+        train_and_evaluate(config_from_dict(overrides(FLAGS)), FLAGS.workdir)
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)

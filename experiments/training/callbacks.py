@@ -1,5 +1,11 @@
 """Callbacks of the runner: the per-epoch recorder and its TensorBoard writer.
 
+Both loops run the same `keras.callbacks.CallbackList` (`per_epoch_callbacks`):
+`fit` calls it itself; the multi-worker loop (`distributed_loop.py`) calls its
+hooks at the same points. In order: the anchor swap, the `Recorder` (NaN/inf
+check, test evaluation, metrics.csv, TensorBoard, checkpoint) and, with
+`snapshot_every`, the weight snapshots.
+
 TensorBoard. `keras.callbacks.TensorBoard` calls `tf.summary.scalar`, which
 lives in the `tensorboard` package; TF 2.21 no longer installs it, and this
 project does not need it to *write* logs: `tf.summary.write` with the "scalars"
@@ -27,8 +33,10 @@ from control_opt.optimizers.callbacks import AnchorSwap
 from experiments.training.phases import PhaseTimer
 from experiments.training.rundir import RunDir
 from experiments.training.schedules import learning_rate_at
+from experiments.training.snapshots import SNAPSHOTS_FILE, WeightSnapshots
 
-__all__ = ["TensorBoardScalars", "truncate_events", "read_scalar_events", "Recorder", "TimedAnchorSwap", "SPLITS"]
+__all__ = ["TensorBoardScalars", "truncate_events", "read_scalar_events", "Recorder", "TimedAnchorSwap", "SPLITS",
+           "mean_metrics", "per_epoch_callbacks"]
 
 SPLITS = ("train", "validation")
 
@@ -112,7 +120,7 @@ def read_scalar_events(logdir: str) -> dict[str, list[tuple[str, int, float]]]:
     return out
 
 
-def _mean_metrics(model):
+def mean_metrics(model):
     """(name, metric) of the model's running-mean train metrics: `loss` (Keras' loss
     tracker) and each compiled metric (`accuracy`), whose first two variables are the
     running total and count."""
@@ -131,7 +139,7 @@ def _replica_metrics(model):
     if model.distribute_strategy.num_replicas_in_sync == 1:
         return None
     out = {}
-    for name, metric in _mean_metrics(model):
+    for name, metric in mean_metrics(model):
         totals, counts = (distribute.components(variable) for variable in metric.variables[:2])
         if len(totals) > 1:
             out[name] = [float(t.numpy()) / max(float(c.numpy()), 1.0) for t, c in zip(totals, counts)]
@@ -179,12 +187,22 @@ class Recorder(keras.callbacks.Callback):
         (a `TestSetEvaluator`); None: they are in the `val_*` logs of Keras' validation.
       checkpoint_every: write the checkpoint after effective epochs that are multiples of this.
       final_epoch: the last effective epoch of the run (always checkpointed).
+      save_checkpoint: `(model, epoch=, gradient_evaluations=, wall_time_s=)` writing the checkpoint;
+        None: `rundir.save_checkpoint` (the multi-worker loop passes its own, which also keeps
+        each worker's replicas).
+      replica_metrics: `model -> {name: [each replica's running mean]}` or None, read at an epoch's
+        last step; None: the model's own per-replica metric copies (`fit`).
+      writes: this process writes the files (False on the multi-worker loop's non-chief workers,
+        which still check for NaN/inf and keep the rows).
     """
 
     def __init__(self, *, rundir: RunDir, schedule, steps_per_epoch: int, rows, wall_time_before: float,
                  timer: PhaseTimer | None = None, evaluator=None, checkpoint_every: int = 1,
-                 final_epoch: int | None = None):
+                 final_epoch: int | None = None, save_checkpoint=None, replica_metrics=None, writes: bool = True):
         super().__init__()
+        self._save_checkpoint = save_checkpoint
+        self._read_replica_metrics = _replica_metrics if replica_metrics is None else replica_metrics
+        self.writes = writes
         self.timer = PhaseTimer() if timer is None else timer
         self.rundir, self.schedule, self.steps_per_epoch = rundir, schedule, steps_per_epoch
         self.rows = rows
@@ -199,7 +217,7 @@ class Recorder(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._t_start = time.perf_counter()
-        self._tensorboard = TensorBoardScalars(self.rundir.tensorboard)
+        self._tensorboard = TensorBoardScalars(self.rundir.tensorboard) if self.writes else None
 
     def on_train_end(self, logs=None):
         self.close()
@@ -229,7 +247,7 @@ class Recorder(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if batch == self.steps_per_epoch - 1:
             self._steps_done()
-            self._replica_metrics = _replica_metrics(self.model)  # before validation resets the metrics
+            self._replica_metrics = self._read_replica_metrics(self.model)  # before validation resets them
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(np.asarray(loss)).all():
             self.diverged_epoch = int(self.model.optimizer.iterations.numpy() - 1) // self.steps_per_epoch
@@ -272,6 +290,15 @@ class Recorder(keras.callbacks.Callback):
             row[f"train_loss_r{r}"] = loss
             row[f"train_accuracy_r{r}"] = replicas["accuracy"][r] if "accuracy" in replicas else float("nan")
         self.rows.append(row)
+        if self.writes:
+            self._write(epoch, row)
+        if self.checkpoint_due(epoch + 1) and (self.writes or self._save_checkpoint is not None):
+            with self.timer.phase("checkpoint"):
+                save = self.rundir.save_checkpoint if self._save_checkpoint is None else self._save_checkpoint
+                save(self.model, epoch=epoch + 1, gradient_evaluations=steps, wall_time_s=row["wall_time_s"])
+            self.checkpoint_epoch = epoch + 1
+
+    def _write(self, epoch, row):
         with self.timer.phase("metrics_csv"):
             if self._metrics_file_current:
                 self.rundir.append_metrics(row)
@@ -285,11 +312,6 @@ class Recorder(keras.callbacks.Callback):
                                                          **self._replica_scalars(row)})
             self._tensorboard.write("validation", epoch + 1, {"epoch_loss": row["test_loss"],
                                                               "epoch_accuracy": row["test_accuracy"]})
-        if self.checkpoint_due(epoch + 1):
-            with self.timer.phase("checkpoint"):
-                self.rundir.save_checkpoint(self.model, epoch=epoch + 1, gradient_evaluations=steps,
-                                            wall_time_s=row["wall_time_s"])
-            self.checkpoint_epoch = epoch + 1
 
     def _replica_scalars(self, row):
         """With several replicas: each replica's train loss and accuracy over the epoch
@@ -303,9 +325,10 @@ class Recorder(keras.callbacks.Callback):
                 scalars[f"replica_{r}_{key}"] = value
         optimizer = find_anchored_optimizer(self.model)
         if optimizer is not None and getattr(optimizer, "num_replicas", 1) > 1:
-            scalars["replica_spread"] = max(
-                float(np.abs(stacked - stacked.mean(axis=0)).max())
-                for stacked in (distribute.stack_components(anchor) for anchor in optimizer.anchors))
+            stacks = [distribute.stack_components(anchor) for anchor in optimizer.anchors]
+            if all(len(stacked) == optimizer.num_replicas for stacked in stacks):  # every replica here (one host)
+                scalars["replica_spread"] = max(float(np.abs(stacked - stacked.mean(axis=0)).max())
+                                                for stacked in stacks)
         return scalars
 
     def ms_per_gradient_evaluation(self):
@@ -315,3 +338,12 @@ class Recorder(keras.callbacks.Callback):
         if not timings:
             return None
         return 1000.0 * sum(t for t, _ in timings) / sum(s for _, s in timings)
+
+
+def per_epoch_callbacks(config, recorder: Recorder, timer: PhaseTimer, *, snapshots: bool = True):
+    """The callback list both loops run: the anchor swap first (everything after it sees the
+    anchor), the recorder, and with `config.snapshot_every` (and `snapshots`) the weight snapshots."""
+    callbacks = [TimedAnchorSwap(timer), recorder]
+    if config.snapshot_every and snapshots:
+        callbacks.append(WeightSnapshots(os.path.join(recorder.rundir.path, SNAPSHOTS_FILE), config.snapshot_every))
+    return callbacks

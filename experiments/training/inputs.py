@@ -17,7 +17,7 @@ import keras
 from control_opt import datasets, models
 from experiments.training.options import parse_options
 
-__all__ = ["load_data", "build_model"]
+__all__ = ["load_data", "build_model", "validation_data", "examples"]
 
 
 def load_data(config) -> datasets.Dataset:
@@ -58,3 +58,10 @@ def validation_data(x_test, y_test, replicas: int, cap: int = 1000):
     batch = min(n, cap)
     batch -= batch % replicas
     return x_test[:n], y_test[:n], batch
+
+
+def examples(config, data: datasets.Dataset):
+    """`(x_train, y_train, x_test, y_test)`: the data set cut to `max_train_examples` / `max_test_examples`
+    (the one place the runner slices the data; every loop and baseline calls it)."""
+    return (data.x_train[:config.max_train_examples], data.y_train[:config.max_train_examples],
+            data.x_test[:config.max_test_examples], data.y_test[:config.max_test_examples])

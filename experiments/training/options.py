@@ -7,8 +7,9 @@ turns one into a dict for `models.build` / `datasets.load`, and
 literals) that `resolve_config` stores, so "width=4, depth=16" and
 "depth=16,width=4" are the same run.
 
-Values: true/false (any case) -> bool, none -> None, integers -> int, other
-numbers -> float, anything else -> str.
+Values (`literal_value`): true/false (any case) -> bool, None (so written) ->
+None, integers -> int, other finite numbers -> float, anything else -> str; so
+"preprocess=none" passes the string "none", a loader's documented value.
 """
 
 from __future__ import annotations
@@ -17,17 +18,20 @@ import math
 import re
 from typing import Any, Mapping
 
-__all__ = ["parse_options", "format_options", "canonical_options"]
+__all__ = ["parse_options", "format_options", "canonical_options", "literal_value"]
 
 _FORM = 'expected "KEY=VALUE,KEY=VALUE,...", e.g. "depth=16,width=4"'
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _value(text: str):
+def literal_value(text: str):
+    """A Python literal from text: true/false (any case) -> bool, "None" -> None, integers -> int, other
+    finite numbers -> float, anything else -> the text itself (so "none" stays the string "none")."""
+    text = text.strip()
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"
-    if low == "none":
+    if text == "None":
         return None
     try:
         return int(text)
@@ -56,7 +60,7 @@ def parse_options(text: str | None) -> dict[str, Any]:
             raise ValueError(f"bad options {text!r}: cannot read {piece.strip()!r}; {_FORM}")
         if key in options:
             raise ValueError(f"bad options {text!r}: {key} is given twice")
-        options[key] = _value(value)
+        options[key] = literal_value(value)
     return options
 
 
@@ -66,7 +70,7 @@ def _text(value) -> str:
     if isinstance(value, float):
         return repr(value)
     text = str(value)
-    if not isinstance(value, int) and ("," in text or "=" in text or _value(text) != text):
+    if not isinstance(value, int) and ("," in text or "=" in text or literal_value(text) != text):
         raise ValueError(f"option value {value!r} cannot be written as KEY=VALUE text")
     return text
 

@@ -4,23 +4,25 @@ Models come from `control_opt.models` (`register` / `build`) and data sets from
 `control_opt.datasets` (`register` / `load`); this module adds the two
 registries that belong to the experiment:
 
-  OPTIMIZERS  name -> OptimizerSpec(build, defaults): how to make the optimizer
-              from a resolved config, and which hyper-parameters (TrainConfig
-              fields, `HYPERPARAMETERS`) it takes, with this experiment's defaults;
+  OPTIMIZERS  name -> OptimizerSpec(cls, defaults): the Keras optimizer class, whose
+              constructor declares the hyper-parameters (`hyperparameters.py`), and
+              this experiment's values where they differ from the class's defaults
+              (with `learning_rate` and `lr_schedule`, the outer rate and its drops);
   STRATEGIES  name -> a factory `(replicas=None) -> tf.distribute.Strategy`
               under whose scope the model and optimizer are made (`make_strategy`
-              checks `--replicas` against the devices).
+              checks `--replicas` against the devices); "default", "mirrored" and
+              "multi_worker" (`multi_worker.py`) are registered here, explicitly.
 
-A new optimizer or strategy is one decorated function here or in the caller's
-code (`register_optimizer` / `register_strategy`); the runner's control flow
-does not change. An optimizer needing a hyper-parameter that is not yet a
-TrainConfig field also adds that field (with its help) and its name to
-`HYPERPARAMETERS`.
+A new optimizer is one `register_optimizer(name, cls, defaults=...)` call here or
+in the caller's code; a new constructor argument of a registered optimizer needs
+no edit here at all: it becomes a flag, a config.json key and a paper-row key by
+itself. A new strategy is one decorated factory (`register_strategy`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable, Mapping
 
 import keras
@@ -28,17 +30,15 @@ import tensorflow as tf
 
 from control_opt import distribute
 from control_opt.optimizers import ElasticSGD, EntropyAdam, EntropySGD, HopfLaxSGD, Parle
+from experiments.training import multi_worker
 from experiments.training.baselines import CoupledL2SGD
+from experiments.training.hyperparameters import Hyperparameter, check_value, hyperparameters_of
 
-__all__ = ["HYPERPARAMETERS", "OptimizerSpec", "OPTIMIZERS", "register_optimizer", "STRATEGIES",
-           "register_strategy", "make_strategy"]
+__all__ = ["OptimizerSpec", "OPTIMIZERS", "register_optimizer", "STRATEGIES", "register_strategy",
+           "make_strategy", "hyperparameter_names", "hyperparameter", "RUN_LEVEL"]
 
-# The TrainConfig fields an optimizer may take; the ones it does not take must stay None.
-HYPERPARAMETERS = (
-    "learning_rate", "lr_schedule", "momentum", "nesterov", "beta_1", "beta_2", "epsilon",
-    "inner_steps", "langevin_steps", "langevin_learning_rate", "langevin_momentum", "langevin_nesterov",
-    "gamma", "scoping", "noise", "mean_decay", "l2", "rho", "communication_period",
-)
+# Per-optimizer settings that are not constructor arguments: the outer learning rate's drops.
+RUN_LEVEL = ("learning_rate", "lr_schedule")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,42 +46,93 @@ class OptimizerSpec:
     """How the runner makes an optimizer.
 
     Attributes:
-      build: `(config, learning_rate) -> keras.optimizers.Optimizer`; `config` is
-        resolved (every hyper-parameter in `defaults` concrete), `learning_rate`
-        a float or a Keras schedule over gradient evaluations.
-      defaults: the hyper-parameters it takes, with this experiment's defaults.
+      cls: the Keras optimizer class; its constructor's keyword arguments are the
+        hyper-parameters (`hyperparameters.hyperparameters_of`).
+      defaults: this experiment's values where they differ from the class's
+        defaults, and `learning_rate` / `lr_schedule` (the outer rate, its drops).
       replica_local: the model is built under `control_opt.replica_local(strategy)`
         (each replica its own weights: Elastic-SGD, Parle).
     """
 
-    build: Callable[[Any, Any], keras.optimizers.Optimizer]
+    cls: type
     defaults: Mapping[str, Any]
     replica_local: bool = False
+
+    @property
+    def hyperparameters(self) -> dict[str, Hyperparameter]:
+        return hyperparameters_of(self.cls)
+
+    def resolved(self, name: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Every hyper-parameter concrete: `values`, else this experiment's default, else the class's.
+
+        Raises:
+          ValueError: a value of `values` is not one of this optimizer's arguments (naming those it
+            takes) or not of the argument's type.
+        """
+        takes = self.hyperparameters
+        foreign = sorted(set(values) - set(takes))
+        if foreign:
+            raise ValueError(f"{', '.join(foreign)} does not apply to optimizer {name!r}, which takes: "
+                             f"{', '.join(takes)}")
+        return {key: check_value(name, hp, values.get(key, self.defaults.get(key, hp.default)))
+                for key, hp in takes.items()}
+
+    def build(self, hyperparameters: Mapping[str, Any], learning_rate, seed: int) -> keras.optimizers.Optimizer:
+        """`cls(learning_rate=..., **hyperparameters, seed=seed)` (seed when the class takes one)."""
+        extra = {"seed": seed} if "seed" in _signature_names(self.cls) else {}
+        return self.cls(learning_rate=learning_rate, **hyperparameters, **extra)
+
+
+def _signature_names(cls):
+    return set(inspect.signature(cls.__init__).parameters)
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {}
 STRATEGIES: dict[str, Callable[[], tf.distribute.Strategy]] = {}
 
 
-def register_optimizer(name: str, *, defaults: Mapping[str, Any], replica_local: bool = False):
-    """Decorator registering `build(config, learning_rate)` as `--optimizer=name`.
+def register_optimizer(name: str, cls: type, *, defaults: Mapping[str, Any] | None = None,
+                       replica_local: bool = False) -> OptimizerSpec:
+    """Registers Keras optimizer class `cls` as `--optimizer=name`.
 
     Raises:
-      ValueError: `defaults` names something that is not in `HYPERPARAMETERS`,
-        or `name` is taken.
+      ValueError: `name` is taken, or `defaults` names something the constructor does not take
+        (other than `learning_rate` / `lr_schedule`).
+      TypeError: a constructor argument the runner cannot make a flag of.
     """
-    unknown = set(defaults) - set(HYPERPARAMETERS)
+    defaults = dict(defaults or {})
+    takes = hyperparameters_of(cls)
+    unknown = sorted(set(defaults) - set(takes) - set(RUN_LEVEL))
     if unknown:
-        raise ValueError(f"defaults for optimizer {name!r} name unknown hyper-parameters: {sorted(unknown)}; "
-                         f"known: {', '.join(HYPERPARAMETERS)}")
+        raise ValueError(f"defaults for optimizer {name!r} name {', '.join(unknown)}, which {cls.__name__}'s "
+                         f"constructor does not take; it takes: {', '.join(takes)}")
     if name in OPTIMIZERS:
         raise ValueError(f"optimizer {name!r} is already registered")
+    defaults.setdefault("learning_rate", _signature_default(cls, "learning_rate"))
+    defaults.setdefault("lr_schedule", "")
+    for key, value in defaults.items():
+        if key in takes:
+            check_value(name, takes[key], value)
+    spec = OptimizerSpec(cls=cls, defaults=defaults, replica_local=replica_local)
+    OPTIMIZERS[name] = spec
+    return spec
 
-    def decorator(build):
-        OPTIMIZERS[name] = OptimizerSpec(build=build, defaults=dict(defaults), replica_local=replica_local)
-        return build
 
-    return decorator
+def _signature_default(cls, argument):
+    parameter = inspect.signature(cls.__init__).parameters.get(argument)
+    if parameter is None or not isinstance(parameter.default, (int, float)):
+        raise ValueError(f"{cls.__name__} has no numeric default {argument}; give it in `defaults`")
+    return parameter.default
+
+
+def hyperparameter_names() -> list[str]:
+    """Every hyper-parameter of the registered optimizers, in registration and constructor order."""
+    return list(dict.fromkeys(key for spec in OPTIMIZERS.values() for key in spec.hyperparameters))
+
+
+def hyperparameter(name: str) -> list[tuple[str, Hyperparameter]]:
+    """[(optimizer, its Hyperparameter `name`)] over the registered optimizers that take `name`."""
+    return [(opt, spec.hyperparameters[name]) for opt, spec in OPTIMIZERS.items() if name in spec.hyperparameters]
 
 
 def register_strategy(name: str):
@@ -119,42 +170,31 @@ def _mirrored_strategy(replicas=None):
     return tf.distribute.MirroredStrategy(distribute.local_devices(replicas))
 
 
-def make_strategy(name: str, replicas: int = 1) -> tf.distribute.Strategy:
-    """`STRATEGIES[name]` for `replicas` replicas (ValueError when they cannot be placed)."""
-    if replicas == 1:
-        return STRATEGIES[name]()
-    return STRATEGIES[name](replicas=replicas)
+register_strategy("multi_worker")(multi_worker.multi_worker_strategy)
 
+
+def make_strategy(name: str, replicas: int = 1, *, startup_timeout_s: float | None = None) -> tf.distribute.Strategy:
+    """`STRATEGIES[name]` for `replicas` replicas (ValueError when they cannot be placed); a factory
+    taking `timeout_s` (multi_worker: the bounded wait for the cluster) gets `startup_timeout_s`."""
+    factory = STRATEGIES[name]
+    kwargs = {} if replicas == 1 else dict(replicas=replicas)
+    if startup_timeout_s is not None and "timeout_s" in inspect.signature(factory).parameters:
+        kwargs["timeout_s"] = startup_timeout_s
+    return factory(**kwargs)
 
 # --------------------------------------------------------------------------- optimizers
-
-# The authors' defaults for the inner loop (docs/math.md section 3; authors' Lua code).
-_LANGEVIN_DEFAULTS = dict(langevin_steps=20, langevin_learning_rate=0.1, langevin_momentum=0.9,
-                          langevin_nesterov=True, gamma=1e-4, scoping=1e-3, noise=1e-4,
-                          mean_decay=0.75, l2=0.0)
-
-
-def _langevin_kwargs(config):
-    return {name: getattr(config, name) for name in _LANGEVIN_DEFAULTS}
-
+# Each registration gives the class and only the values this experiment chooses differently
+# from the class's defaults (with the reasons); every other argument takes the class's default.
 
 # Measured on MNIST-1D (CNN, batch 100, 150 effective epochs, seeds 0-2): 94.5-95.9% test
 # accuracy; a constant 0.05 plateaus at 91-93% and a constant 0.1 oscillates.
 # `l2` is coupled weight decay (the papers' SGD baselines); with l2 = 0 it is Keras' SGD exactly.
-@register_optimizer("sgd", defaults=dict(learning_rate=0.1, lr_schedule="75:0.01", momentum=0.9, nesterov=True,
-                                         l2=0.0))
-def _build_sgd(config, learning_rate):
-    if config.l2:
-        return CoupledL2SGD(learning_rate=learning_rate, momentum=config.momentum, nesterov=config.nesterov,
-                            l2=config.l2)
-    return keras.optimizers.SGD(learning_rate=learning_rate, momentum=config.momentum, nesterov=config.nesterov)
+register_optimizer("sgd", CoupledL2SGD, defaults=dict(learning_rate=0.1, lr_schedule="75:0.01", momentum=0.9,
+                                                   nesterov=True))
 
 
 # The MNIST-1D authors train with Adam at 1e-2.
-@register_optimizer("adam", defaults=dict(learning_rate=1e-2, lr_schedule="", beta_1=0.9, beta_2=0.999, epsilon=1e-7))
-def _build_adam(config, learning_rate):
-    return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=config.beta_1, beta_2=config.beta_2,
-                                 epsilon=config.epsilon)
+register_optimizer("adam", keras.optimizers.Adam, defaults=dict(learning_rate=1e-2))
 
 
 # The authors' inner loop, with a stronger scoping, L2 and an outer-lr drop chosen by
@@ -177,12 +217,8 @@ def _build_adam(config, learning_rate):
 #   same, eta' = 0.05 instead of the lr drop:                  87.0, 91.6, 92.0
 #   SGD, Nesterov 0.9, lr 0.1 dropped to 0.01 at 75:           94.8, 95.3, 94.6
 # Also tried (seed 0): gamma0=0.03: 93.3; L=5: 92.0; eps=1e-3 with eta'=0.05: 91.2.
-@register_optimizer("entropy_sgd",
-                    defaults=dict(learning_rate=1.0, lr_schedule="75:0.1", momentum=0.0, nesterov=False,
-                                  **{**_LANGEVIN_DEFAULTS, "gamma": 0.01, "scoping": 0.01, "l2": 5e-4}))
-def _build_entropy_sgd(config, learning_rate):
-    return EntropySGD(learning_rate=learning_rate, momentum=config.momentum, nesterov=config.nesterov,
-                      seed=config.seed, **_langevin_kwargs(config))
+register_optimizer("entropy_sgd", EntropySGD, defaults=dict(learning_rate=1.0, lr_schedule="75:0.1", gamma=0.01,
+                                                           scoping=0.01, l2=5e-4))
 
 
 # Outer Adam step size measured on MNIST-1D (seed 0, 6000 gradient evaluations, the
@@ -190,22 +226,11 @@ def _build_entropy_sgd(config, learning_rate):
 # 0.1: 86.7%. Adam normalizes the control, and there are only 300 outer steps.
 # (0.03 gives 93.8% with the Box-Muller noise sampler of 2026-11-27, 92.8% with one draw per step
 # since 2026-11-28; the sweep used the earlier sampler.)
-@register_optimizer("entropy_adam",
-                    defaults=dict(learning_rate=0.03, lr_schedule="", beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                                  **_LANGEVIN_DEFAULTS))
-def _build_entropy_adam(config, learning_rate):
-    return EntropyAdam(learning_rate=learning_rate, beta_1=config.beta_1, beta_2=config.beta_2,
-                       epsilon=config.epsilon, seed=config.seed, **_langevin_kwargs(config))
+register_optimizer("entropy_adam", EntropyAdam, defaults=dict(learning_rate=0.03))
 
 
 # Chosen by measurement on MNIST-1D (see HopfLaxSGD's docstring and BENCHMARKS.md).
-@register_optimizer("hopf_lax",
-                    defaults=dict(learning_rate=2.0, lr_schedule="", momentum=0.0, nesterov=False, inner_steps=10,
-                                  gamma=1.0, scoping=1e-3, mean_decay=0.75, l2=0.0))
-def _build_hopf_lax(config, learning_rate):
-    return HopfLaxSGD(learning_rate=learning_rate, momentum=config.momentum, nesterov=config.nesterov,
-                      inner_steps=config.inner_steps, gamma=config.gamma, scoping=config.scoping,
-                      mean_decay=config.mean_decay, l2=config.l2)
+register_optimizer("hopf_lax", HopfLaxSGD)
 
 
 # --------------------------------------------------------------------------- replica-local optimizers
@@ -214,20 +239,6 @@ def _build_hopf_lax(config, learning_rate):
 # which follows the experiment's SGD baseline; rho None = their 0.01 L n.
 
 
-@register_optimizer("elastic_sgd", replica_local=True,
-                    defaults=dict(learning_rate=0.1, lr_schedule="75:0.01", momentum=0.9, nesterov=True, l2=0.0,
-                                  rho=0.1, communication_period=1))
-def _build_elastic_sgd(config, learning_rate):
-    return ElasticSGD(learning_rate=learning_rate, momentum=config.momentum, nesterov=config.nesterov,
-                      rho=config.rho, communication_period=config.communication_period, l2=config.l2,
-                      seed=config.seed)
-
-
-@register_optimizer("parle", replica_local=True,
-                    defaults=dict(learning_rate=0.1, lr_schedule="75:0.01", momentum=0.9, nesterov=True,
-                                  langevin_steps=25, langevin_learning_rate=0.1, langevin_momentum=0.9,
-                                  langevin_nesterov=True, gamma=0.01, scoping=1e-3, noise=0.0, mean_decay=0.75,
-                                  l2=0.0, rho=0.5))
-def _build_parle(config, learning_rate):
-    return Parle(learning_rate=learning_rate, momentum=config.momentum, nesterov=config.nesterov, rho=config.rho,
-                 seed=config.seed, **_langevin_kwargs(config))
+register_optimizer("elastic_sgd", ElasticSGD, replica_local=True,
+                   defaults=dict(learning_rate=0.1, lr_schedule="75:0.01", rho=0.1))
+register_optimizer("parle", Parle, replica_local=True, defaults=dict(learning_rate=0.1, lr_schedule="75:0.01", rho=0.5))

@@ -56,110 +56,34 @@ runs go without it: faster steps, no bit-for-bit guarantee.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 
 import keras
-import tensorflow as tf
 
 from control_opt import distribute
-from experiments import figures
-from experiments.training import distributed_loop, inputs, registry
-from experiments.training.callbacks import Recorder, TimedAnchorSwap, truncate_events
+from experiments.training import distributed_loop, inputs, registry, session
+from experiments.training.callbacks import Recorder, per_epoch_callbacks, truncate_events
 from experiments.training.config import TrainConfig, default_workdir, resolve_config
 from experiments.training.data import train_batches
 from experiments.training.evaluation import TestSetEvaluator
 from experiments.training.phases import PhaseTimer
 from experiments.training.rundir import RunDir
-from experiments.training.schedules import learning_rate_at, learning_rate_schedule
-from experiments.training.snapshots import SNAPSHOTS_FILE, WeightSnapshots
+from experiments.training.schedules import learning_rate_schedule
+from experiments.training.session import TrainingDiverged, effective_steps_per_execution
 
 __all__ = ["train_and_evaluate", "train_only", "TrainingDiverged", "effective_steps_per_execution"]
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint was kept."""
-
-
-def effective_steps_per_execution(requested: int, steps_per_epoch: int) -> int:
-    """The largest divisor of steps_per_epoch not above `requested`.
-
-    Keras runs `steps_per_execution` steps per call whatever the epoch boundary, so
-    a value that does not divide the epoch would shift every later epoch's data.
-    """
-    return max(d for d in range(1, min(requested, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
-
-
-@contextlib.contextmanager
-def _op_determinism(enabled):
-    """TF op determinism on for the run when `enabled`; the process's setting is restored after.
-
-    Left on, it would silently turn XLA off for later jit_compile work in the same
-    process (Keras checks it). TF has no public getter or switch-off, hence the
-    private module, used only if present.
-    """
-    from tensorflow.python.framework import config as tf_config  # pylint: disable=import-outside-toplevel
-
-    restore = (enabled and hasattr(tf_config, "is_op_determinism_enabled")
-               and hasattr(tf_config, "disable_op_determinism") and not tf_config.is_op_determinism_enabled())
-    if enabled:
-        tf.config.experimental.enable_op_determinism()
-    try:
-        yield
-    finally:
-        if restore:
-            tf_config.disable_op_determinism()
-
-
-def _summary(config, rows, *, steps_per_epoch, steps_per_execution, jit_compile, ms_per_gradient_evaluation,
-             time_breakdown=None):
-    last = rows[-1]
-    return dict(
-        optimizer=config.optimizer, model=config.model, dataset=config.dataset,
-        epochs=last["epoch"], gradient_evaluations=last["gradient_evaluations"],
-        steps_per_epoch=steps_per_epoch, batch_size=config.batch_size,
-        final_test_accuracy=last["test_accuracy"], final_test_loss=last["test_loss"],
-        final_train_accuracy=last["train_accuracy"], final_train_loss=last["train_loss"],
-        best_test_accuracy=max(r["test_accuracy"] for r in rows),
-        wall_time_s=last["wall_time_s"], ms_per_gradient_evaluation=ms_per_gradient_evaluation,
-        jit_compile=jit_compile, steps_per_execution=steps_per_execution,
-        time_breakdown=time_breakdown,
-    )
-
-
-def _report(summary):
-    ms = summary.get("ms_per_gradient_evaluation")
-    ms_text = f", {ms:.2f} ms per gradient evaluation" if ms is not None else ""
-    print(f"final test accuracy (anchor): {summary['final_test_accuracy']:.4f}  "
-          f"(test loss {summary['final_test_loss']:.4f}, train accuracy {summary['final_train_accuracy']:.4f}; "
-          f"{summary['gradient_evaluations']} gradient evaluations, {summary['wall_time_s']:.1f} s{ms_text})",
-          flush=True)
-
-
-def _steps(config, data):
-    """(steps per effective epoch, steps per execution) of `config` on `data`."""
-    n_train = len(data.x_train[:config.max_train_examples])
-    steps_per_epoch = n_train // config.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(f"batch_size {config.batch_size} exceeds the {n_train} training examples")
-    steps_per_execution = effective_steps_per_execution(config.steps_per_execution, steps_per_epoch)
-    if config.replicas > 1:
-        # Keras 3.15 under a MirroredStrategy of several replicas fails with steps_per_execution > 1
-        # (even with plain SGD: "You must feed a value for placeholder tensor ... while/cond").
-        steps_per_execution = 1
-    return steps_per_epoch, steps_per_execution
-
-
-def _compile(model, optimizer, config, steps_per_execution):
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                  jit_compile=config.jit_compile, steps_per_execution=steps_per_execution)
+def _scope(spec, strategy):
+    # Elastic-SGD / Parle: each replica its own weights (control_opt.replica_local).
+    return distribute.replica_local(strategy) if spec.replica_local else strategy.scope()
 
 
 def train_and_evaluate(config, workdir: str | None = None) -> dict:
     """Trains, evaluates at the anchor every effective epoch, and writes the workdir.
+
+    Validate, then write: the config, the workdir's config, the strategy, the data files and the
+    optimizer's arguments (its constructor is called) are all checked before anything is written.
 
     Args:
       config: a `TrainConfig`, or a dict of overrides of `default_config()`.
@@ -170,39 +94,41 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict:
       The summary dict also written to summary.json.
 
     Raises:
-      ValueError: bad config (see `resolve_config`).
+      ValueError: bad config (see `resolve_config`), or an argument the optimizer refuses.
       ConfigMismatchError: the workdir holds a run with another config.
       TrainingDiverged: the loss became NaN/inf; the last good checkpoint is kept.
     """
     timer = PhaseTimer()
     timer.start("startup")
     config = resolve_config(config)
-    if config.strategy == "multi_worker":  # Keras' fit fails there: the runner's own loop
-        return distributed_loop.train_multi_worker(config, workdir)
     rundir = RunDir(default_workdir(config) if workdir is None else workdir)
     rundir.check_config(config)  # refuse a foreign run before touching anything
     # Before anything initializes TensorFlow's devices: --replicas=N may add N logical CPU devices.
-    strategy = registry.make_strategy(config.strategy, config.replicas)
-
+    strategy = registry.make_strategy(config.strategy, config.replicas, startup_timeout_s=config.startup_timeout_s)
     data = inputs.load_data(config)  # the loader's errors (missing files named) before anything is written
-    steps_per_epoch, steps_per_execution = _steps(config, data)
+    steps_per_epoch, steps_per_execution = session.steps(config, len(inputs.examples(config, data)[0]))
+    schedule = learning_rate_schedule(config.learning_rate, config.lr_schedule, steps_per_epoch)
+    spec = registry.OPTIMIZERS[config.optimizer]
 
     keras.utils.set_random_seed(config.seed)
     # Bit-for-bit reproducible runs. Keras refuses XLA under op determinism (not
     # every op has a deterministic XLA kernel), so jit_compile runs go without it.
-    with _op_determinism(not config.jit_compile):
-        # Elastic-SGD / Parle: each replica its own weights (control_opt.replica_local).
-        replica_local = registry.OPTIMIZERS[config.optimizer].replica_local
-        with (distribute.replica_local(strategy) if replica_local else strategy.scope()):
-            return _train(config, rundir, data, steps_per_epoch, steps_per_execution, timer)
+    with session.op_determinism(not config.jit_compile):
+        with _scope(spec, strategy):
+            # The optimizer's constructor checks its arguments (named errors): before any write.
+            optimizer = spec.build(config.hyperparameters, schedule, config.seed)
+            if config.strategy != "multi_worker":
+                return _train(config, rundir, data, optimizer, schedule, steps_per_epoch, steps_per_execution,
+                              timer)
+        # Keras' fit fails under MultiWorkerMirroredStrategy: the runner's own loop, the same callbacks.
+        return distributed_loop.train_loop(config, rundir, strategy, data, optimizer, schedule, timer,
+                                           scope=lambda: _scope(spec, strategy))
 
 
-def _train(config: TrainConfig, rundir: RunDir, data, steps_per_epoch: int, steps_per_execution: int,
-           timer: PhaseTimer):
+def _train(config: TrainConfig, rundir: RunDir, data, optimizer, schedule, steps_per_epoch: int,
+           steps_per_execution: int, timer: PhaseTimer):
     """train_and_evaluate after validation: resume or start, fit, write the summary."""
-    x_train, y_train = data.x_train[:config.max_train_examples], data.y_train[:config.max_train_examples]
-    x_test, y_test = data.x_test[:config.max_test_examples], data.y_test[:config.max_test_examples]
-    schedule = learning_rate_schedule(config.learning_rate, config.lr_schedule, steps_per_epoch)
+    x_train, y_train, x_test, y_test = inputs.examples(config, data)
 
     model, initial_epoch = None, 0
     if rundir.has_checkpoint():
@@ -212,15 +138,7 @@ def _train(config: TrainConfig, rundir: RunDir, data, steps_per_epoch: int, step
     rows = rundir.metrics_until(initial_epoch)
 
     if initial_epoch == config.epochs:
-        summary = rundir.read_summary()
-        if summary is None or summary.get("epochs") != initial_epoch:
-            summary = _summary(config, rows, steps_per_epoch=steps_per_epoch,
-                               steps_per_execution=steps_per_execution, jit_compile=config.jit_compile,
-                               ms_per_gradient_evaluation=None)
-            rundir.write_summary(summary)
-        print(f"run in {rundir.path} is complete ({initial_epoch} effective epochs); nothing to do.")
-        _report(summary)
-        return summary
+        return _finished(config, rundir, rows, steps_per_epoch, steps_per_execution)
 
     # Points written after the checkpoint (an interruption between the TensorBoard
     # write and the checkpoint) are recomputed below: drop the old ones.
@@ -230,8 +148,7 @@ def _train(config: TrainConfig, rundir: RunDir, data, steps_per_epoch: int, step
         print(f"resuming {rundir.path} at effective epoch {initial_epoch}/{config.epochs}", flush=True)
     else:
         model = inputs.build_model(config, data)
-        optimizer = registry.OPTIMIZERS[config.optimizer].build(config, schedule)
-    _compile(model, optimizer, config, steps_per_execution)
+    session.compile_model(model, optimizer, jit_compile=config.jit_compile, steps_per_execution=steps_per_execution)
 
     print(f"training {config.model} on {config.dataset} ({len(x_train)} examples) with {config.optimizer}: "
           f"{config.epochs} effective epochs x {steps_per_epoch} steps of batch {config.batch_size} = "
@@ -243,9 +160,6 @@ def _train(config: TrainConfig, rundir: RunDir, data, steps_per_epoch: int, step
     recorder = Recorder(rundir=rundir, schedule=schedule, steps_per_epoch=steps_per_epoch, rows=rows,
                         wall_time_before=rows[-1]["wall_time_s"] if rows else 0.0, timer=timer,
                         evaluator=evaluator, checkpoint_every=config.checkpoint_every, final_epoch=config.epochs)
-    callbacks = [TimedAnchorSwap(timer), recorder]  # AnchorSwap first: the recorder sees the anchor
-    if config.snapshot_every:
-        callbacks.append(WeightSnapshots(os.path.join(rundir.path, SNAPSHOTS_FILE), config.snapshot_every))
     timer.stop("startup")
     timer.start("fit_loop")  # what the phases inside fit leave: Keras' loop, callback dispatch
     try:
@@ -256,32 +170,30 @@ def _train(config: TrainConfig, rundir: RunDir, data, steps_per_epoch: int, step
             validation_data=None if evaluator is not None else (x_val, y_val),
             validation_batch_size=None if evaluator is not None else val_batch_size,
             shuffle=False,  # the order is already (seed, epoch)-determined
-            callbacks=callbacks,
+            callbacks=per_epoch_callbacks(config, recorder, timer),
             verbose=config.verbose)
     finally:
         recorder.close()
         timer.stop_all()
 
     if recorder.diverged_epoch is not None:
-        kept = (f"the checkpoint of effective epoch {recorder.checkpoint_epoch} in {rundir.path} is kept"
-                if recorder.checkpoint_epoch else f"no checkpoint was written in {rundir.path}")
-        lr = learning_rate_at(schedule, recorder.diverged_epoch * steps_per_epoch)
-        raise TrainingDiverged(
-            f"the loss became NaN or infinite during effective epoch {recorder.diverged_epoch + 1} "
-            f"(optimizer {config.optimizer}, outer learning rate {lr:g}); training stopped and {kept}. "
-            f"Try a smaller learning rate.")
+        raise session.diverged(config, epoch=recorder.diverged_epoch, schedule=schedule,
+                               steps_per_epoch=steps_per_epoch, checkpoint_epoch=recorder.checkpoint_epoch,
+                               path=rundir.path)
+    return session.finish(config, rundir, recorder, timer, steps_per_epoch=steps_per_epoch,
+                  steps_per_execution=steps_per_execution, jit_compile=bool(model.jit_compile))
 
-    with timer.phase("finish"):  # curves.png before summary.json: a run with a summary is complete
-        figures.save_png(figures.training_curves(recorder.rows,
-                                                 f"{config.optimizer} / {config.model} / {config.dataset}"),
-                         rundir.curves, dpi=100)
-    summary = _summary(config, recorder.rows, steps_per_epoch=steps_per_epoch,
-                       steps_per_execution=steps_per_execution,
-                       jit_compile=bool(model.jit_compile),  # Keras may have turned XLA off
-                       ms_per_gradient_evaluation=recorder.ms_per_gradient_evaluation(),
-                       time_breakdown=timer.breakdown(len(recorder.epoch_timings)))
-    rundir.write_summary(summary)
-    _report(summary)
+
+def _finished(config, rundir, rows, steps_per_epoch, steps_per_execution):
+    """A run already complete: its summary (rewritten if missing), reported."""
+    summary = rundir.read_summary()
+    if summary is None or summary.get("epochs") != rows[-1]["epoch"]:
+        summary = session.summary_of(config, rows, steps_per_epoch=steps_per_epoch,
+                                  steps_per_execution=steps_per_execution, jit_compile=config.jit_compile,
+                                  ms_per_gradient_evaluation=None)
+        rundir.write_summary(summary)
+    print(f"run in {rundir.path} is complete ({rows[-1]['epoch']} effective epochs); nothing to do.")
+    session.report(summary)
     return summary
 
 
@@ -315,14 +227,15 @@ def train_only(config) -> dict:
     if config.strategy != "default":
         raise ValueError(f"train_only runs the default strategy only, not {config.strategy!r}")
     data = inputs.load_data(config)
-    steps_per_epoch, steps_per_execution = _steps(config, data)
-    x_train, y_train = data.x_train[:config.max_train_examples], data.y_train[:config.max_train_examples]
-    x_test, y_test = data.x_test[:config.max_test_examples], data.y_test[:config.max_test_examples]
+    x_train, y_train, x_test, y_test = inputs.examples(config, data)
+    steps_per_epoch, steps_per_execution = session.steps(config, len(x_train))
     keras.utils.set_random_seed(config.seed)
-    with _op_determinism(not config.jit_compile):
-        model = inputs.build_model(config, data)
+    with session.op_determinism(not config.jit_compile):
         schedule = learning_rate_schedule(config.learning_rate, config.lr_schedule, steps_per_epoch)
-        _compile(model, registry.OPTIMIZERS[config.optimizer].build(config, schedule), config, steps_per_execution)
+        optimizer = registry.OPTIMIZERS[config.optimizer].build(config.hyperparameters, schedule, config.seed)
+        model = inputs.build_model(config, data)
+        session.compile_model(model, optimizer, jit_compile=config.jit_compile,
+                              steps_per_execution=steps_per_execution)
         batches = train_batches(x_train, y_train, seed=config.seed, batch_size=config.batch_size, initial_epoch=0,
                                 epochs=config.epochs, augment=config.augment)
         clock = _EpochClock()

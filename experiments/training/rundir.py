@@ -1,6 +1,7 @@
 """The workdir of a run: its files, the resume checks, and atomic writes.
 
-    config.json       the resolved config (every field concrete)
+    config.json       the resolved config (every field concrete; the optimizer's arguments in its
+                      `hyperparameters` block)
     metrics.csv       one row per effective epoch (METRICS_COLUMNS; with several replicas
                       also each replica's train loss and accuracy, `replica_columns`)
     tensorboard/      train/ and validation/ scalars per effective epoch
@@ -39,7 +40,8 @@ from typing import Any, Mapping
 import keras
 
 from control_opt._internal.atomic import atomic_path, atomic_write
-from experiments.training.config import HYPERPARAMETERS, RESUMABLE_CHANGES, TrainConfig
+from experiments.training import registry
+from experiments.training.config import RESUMABLE_CHANGES, TrainConfig, config_from_json, flat_config
 
 __all__ = ["RunDir", "ConfigMismatchError", "METRICS_COLUMNS", "replica_columns", "write_json", "read_json"]
 
@@ -87,22 +89,28 @@ class RunDir:
 
     # ------------------------------------------------------------------ config
 
+    def read_config(self) -> TrainConfig | None:
+        """The config.json of this workdir as a config (older flat files included), or None."""
+        return config_from_json(read_json(self.config)) if os.path.exists(self.config) else None
+
     def config_differences(self, config: TrainConfig) -> list[str]:
         """"key: workdir has X, requested Y" for each key outside RESUMABLE_CHANGES that differs.
 
-        A key missing from an older config.json counts as that field's default
-        (fields added later, e.g. `strategy`, do not orphan existing runs).
+        The optimizer's arguments compare key by key like the fields. A key missing from an
+        older config.json counts as its default (fields and constructor arguments added
+        later do not orphan existing runs).
         """
         if not os.path.exists(self.config):
             return []
-        stored = read_json(self.config)
-        requested = dataclasses.asdict(config)
-        defaults = dataclasses.asdict(TrainConfig())
-        # A hyper-parameter the optimizer did not take when the run was written (stored None)
-        # and that it now takes at its neutral default (e.g. SGD's l2 = 0) ran as that default.
-        for key, value in stored.items():
-            if value is None and requested.get(key) in (0, 0.0) and key in HYPERPARAMETERS:
-                stored[key] = requested[key]
+        stored_config = self.read_config()
+        stored, requested = flat_config(stored_config), flat_config(config)
+        defaults = flat_config(TrainConfig())
+        spec = registry.OPTIMIZERS.get(stored_config.optimizer)
+        if spec is not None:  # arguments the optimizer gained since: their defaults
+            defaults.update(spec.resolved(stored_config.optimizer, {}))
+        raw = read_json(self.config)
+        stored = {k: v for k, v in stored.items() if k in raw or k in raw.get("hyperparameters", {})
+                  or ("hyperparameters" not in raw and v is not None)}
         keys = sorted((set(stored) | set(requested)) - set(RESUMABLE_CHANGES))
         return [f"{k}: workdir has {stored.get(k, defaults.get(k))!r}, requested {requested.get(k)!r}"
                 for k in keys if stored.get(k, defaults.get(k)) != requested.get(k)]
@@ -121,7 +129,7 @@ class RunDir:
 
     def write_config(self, config: TrainConfig) -> None:
         os.makedirs(self.path, exist_ok=True)
-        write_json(self.config, dataclasses.asdict(config))
+        write_json(self.config, dataclasses.asdict(config))  # the hyper-parameters as one block
 
     # ------------------------------------------------------------------ checkpoint and resume
 
