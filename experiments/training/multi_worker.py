@@ -116,6 +116,8 @@ def multi_worker_strategy(replicas=None, timeout_s: float = DEFAULT_STARTUP_TIME
     """
     config = read_tf_config()
     workers = len(config["cluster"]["worker"])
+    print(f"worker {config['task']['index']}: waiting up to {timeout_s:g} s for the {workers} workers of TF_CONFIG",
+          flush=True)
     strategy = join_within(tf.distribute.MultiWorkerMirroredStrategy, timeout_s,
                            f"the {workers} workers of TF_CONFIG to join (this is worker {config['task']['index']})")
     if strategy.num_replicas_in_sync != (replicas or 1):

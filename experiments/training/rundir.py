@@ -105,6 +105,7 @@ class RunDir:
         stored_config = self.read_config()
         stored, requested = flat_config(stored_config), flat_config(config)
         defaults = flat_config(TrainConfig())
+        defaults["strategy"] = "default" if stored_config.replicas == 1 else "mirrored"  # before the key existed
         spec = registry.OPTIMIZERS.get(stored_config.optimizer)
         if spec is not None:  # arguments the optimizer gained since: their defaults
             defaults.update(spec.resolved(stored_config.optimizer, {}))

@@ -114,8 +114,8 @@ def runnable_rows():
 
 
 def test_options_text_round_trips_and_is_canonical():
-    assert parse_options("width=4, depth=16,authors_code=true,preprocess=zca,x=0.5,y=none") == dict(
-        width=4, depth=16, authors_code=True, preprocess="zca", x=0.5, y=None)
+    assert parse_options("width=4, depth=16,authors_code=true,preprocess=zca,x=0.5,y=None,z=none") == dict(
+        width=4, depth=16, authors_code=True, preprocess="zca", x=0.5, y=None, z="none")
     assert canonical_options("width=4, depth=16") == canonical_options("depth=16,width=4") == "depth=16,width=4"
     assert canonical_options("") == ""
     for bad in ("depth", "depth=", "=3", "a=1,a=2"):
@@ -124,7 +124,7 @@ def test_options_text_round_trips_and_is_canonical():
 
 
 def test_a_row_becomes_the_runners_config():
-    config = config_module.resolve_config(paper_runs.base_config("esgd_allcnn"))
+    config = config_module.resolve_config(train.config_from_dict(dict(config="esgd_allcnn")))
     assert (config.config, config.optimizer, config.model, config.dataset) == (
         "esgd_allcnn", "entropy_sgd", "allcnn_bn", "cifar10")
     assert config.learning_rate == 1.0 and config.lr_schedule == "80:0.2,160:0.04"
@@ -133,22 +133,22 @@ def test_a_row_becomes_the_runners_config():
     assert (config.gamma, config.scoping, config.langevin_steps, config.l2, config.noise) == (0.03, 1e-3, 20, 1e-3,
                                                                                               1e-4)
     # Neutral values the optimizer does not take are dropped: Entropy-Adam has no momentum, Adam no l2.
-    esgd_mnistfc = config_module.resolve_config(paper_runs.base_config("esgd_mnistfc"))
+    esgd_mnistfc = config_module.resolve_config(train.config_from_dict(dict(config="esgd_mnistfc")))
     assert esgd_mnistfc.momentum is None and esgd_mnistfc.epsilon == 1e-8
-    assert config_module.resolve_config(paper_runs.base_config("adam_mnistfc")).l2 is None
-    assert train.default_workdir(paper_runs.base_config("sgd_lenet")) == os.path.join("runs", "sgd_lenet")
+    assert config_module.resolve_config(train.config_from_dict(dict(config="adam_mnistfc"))).l2 is None
+    assert train.default_workdir(train.config_from_dict(dict(config="sgd_lenet"))) == os.path.join("runs", "sgd_lenet")
 
 
 def test_distributed_rows_get_their_replicas_and_a_global_batch():
     if "elastic_sgd" not in registry.OPTIMIZERS:
         pytest.skip("Elastic-SGD is not registered yet")
-    config = config_module.resolve_config(paper_runs.base_config("elastic_lenet"))
+    config = config_module.resolve_config(train.config_from_dict(dict(config="elastic_lenet")))
     assert (config.replicas, config.strategy, config.batch_size) == (3, "mirrored", 3 * 128)
 
 
 def test_explicit_overrides_win_over_the_row_and_the_rest_is_the_rows():
     config = config_module.resolve_config(train.config_from_dict(dict(config="esgd_lenet", gamma=0.5, epochs=3)))
-    row = config_module.resolve_config(paper_runs.base_config("esgd_lenet"))
+    row = config_module.resolve_config(train.config_from_dict(dict(config="esgd_lenet")))
     assert config.gamma == 0.5 and config.epochs == 3
     assert config.langevin_steps == row.langevin_steps == 20 and config.scoping == row.scoping == 1e-3
     assert config.model_kwargs == "authors_code=True" and config.lr_schedule == "40:0.1"
@@ -159,12 +159,14 @@ def test_unknown_name_lists_the_names_and_unavailable_optimizer_says_so(monkeypa
         train.config_from_dict(dict(config="nope"))
     monkeypatch.delitem(registry.OPTIMIZERS, "parle", raising=False)
     with pytest.raises(paper_runs.UnavailableOptimizerError,
-                       match=r"optimizer 'parle', which is not available yet in the runner"):
-        paper_runs.base_config("parle_wrn28_10_cifar10")
-    # A hyper-parameter the runner's optimizer does not take, at a non-neutral value, is refused by name.
-    if "l2" not in registry.OPTIMIZERS["sgd"].defaults:
-        with pytest.raises(ValueError, match=r"'sgd_allcnn' sets l2=0.001, which optimizer 'sgd' does not take"):
-            paper_runs.base_config("sgd_allcnn")
+                       match=r"optimizer 'parle', which is not registered with the runner"):
+        train.config_from_dict(dict(config="parle_wrn28_10_cifar10"))
+    # An argument the optimizer's constructor does not take, at a non-neutral value, is refused by name.
+    row = paper_configs.resolve("sgd_allcnn")
+    monkeypatch.setitem(paper_configs.CONFIGS, "sgd_allcnn", paper_configs.PaperConfig(
+        **{**row.to_dict(), "hyperparameters": {**row.hyperparameters, "beta_1": 0.5}}))
+    with pytest.raises(ValueError, match=r"'sgd_allcnn' sets beta_1=0.5, which optimizer 'sgd' does not take"):
+        train.config_from_dict(dict(config="sgd_allcnn"))
 
 
 # ------------------------------------------------------------------ command line
@@ -203,10 +205,11 @@ def test_command_line_runs_a_parle_row_on_3_replicas_with_overrides_and_records_
     stored = json.load(open(workdir / "config.json"))
     row = paper_configs.resolve("parle_wrn28_10_cifar10")
     assert stored["config"] == "parle_wrn28_10_cifar10" and stored["optimizer"] == "parle"
-    assert stored["gamma"] == 0.02 and stored["epochs"] == 1 and stored["batch_size"] == 24  # the overrides
+    assert stored["hyperparameters"]["gamma"] == 0.02 and stored["epochs"] == 1 and stored["batch_size"] == 24  # the overrides
     assert stored["model_kwargs"] == "depth=10,width=1"
     assert (stored["replicas"], stored["strategy"]) == (3, "mirrored")  # the row
-    assert stored["rho"] == row.hyperparameters["rho"] and stored["langevin_steps"] == 25
+    assert stored["hyperparameters"]["rho"] == row.hyperparameters["rho"]
+    assert stored["hyperparameters"]["langevin_steps"] == 25
     assert stored["augment"] is True and stored["dataset_kwargs"] == "preprocess=standardize"
     assert stored["learning_rate"] == 0.1 and stored["data_dir"] == data_dirs["cifar10"]
 
@@ -240,12 +243,12 @@ def test_every_row_runs_one_shrunken_epoch(name, tmp_path, data_dirs):
     if row.model in MODEL_SHRINK:
         overrides["model_kwargs"] = MODEL_SHRINK[row.model]
     status = paper_runs.runnable(row)
-    if status == "yes" and paper_runs.base_config(name).replicas > 1:
+    if status == "yes" and train.config_from_dict(dict(config=name)).replicas > 1:
         # Several replicas need logical devices set up before TensorFlow starts (a fresh process:
         # test_command_line_runs_a_parle_row_on_3_replicas); here, one replica.
         overrides.update(replicas=1, strategy="default")
     if status != "yes":  # Elastic-SGD / Parle until they are registered; a hyper-parameter the runner lacks
-        with pytest.raises(ValueError, match=r"not available yet|does not take"):
+        with pytest.raises(ValueError, match=r"not registered|does not take"):
             train.train_and_evaluate(overrides, str(tmp_path / "wd"))
         assert not os.path.exists(tmp_path / "wd")
         return

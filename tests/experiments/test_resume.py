@@ -209,17 +209,18 @@ def test_resume_between_checkpoints_drops_the_rows_past_it_and_equals_the_straig
 def test_a_registered_optimizer_runs_without_touching_the_runner(monkeypatch, tmp_path):
     built = []
 
-    def build(config, learning_rate):
-        built.append(learning_rate)
-        return keras.optimizers.SGD(learning_rate=learning_rate)
+    class PlainSGD(keras.optimizers.SGD):
+        def __init__(self, learning_rate=0.01, **kwargs):
+            built.append(learning_rate)
+            super().__init__(learning_rate=learning_rate, **kwargs)
 
     monkeypatch.setitem(registry.OPTIMIZERS, "plain_sgd",
-                        registry.OptimizerSpec(build=build, defaults=dict(learning_rate=0.05, lr_schedule="")))
+                        registry.OptimizerSpec(cls=PlainSGD, defaults=dict(learning_rate=0.05, lr_schedule="")))
     summary = train.train_and_evaluate(dict(TINY, optimizer="plain_sgd", epochs=1, learning_rate=None,
                                             lr_schedule=None), str(tmp_path / "plain"))
     assert built == [0.05] and summary["gradient_evaluations"] == N_TRAIN // BATCH
-    with pytest.raises(ValueError, match="unknown hyper-parameters"):
-        registry.register_optimizer("bad", defaults=dict(learnig_rate=1.0))
+    with pytest.raises(ValueError, match="learnig_rate, which SGD's constructor does not take"):
+        registry.register_optimizer("bad", keras.optimizers.SGD, defaults=dict(learnig_rate=1.0))
 
 
 def test_mirrored_strategy_runs(tmp_path):

@@ -99,5 +99,5 @@ def test_checkpoint_every_defaults_to_10_may_change_on_resume_and_is_1_for_the_p
 
     assert train.resolve_config({}).checkpoint_every == 10
     assert "checkpoint_every" in train.RESUMABLE_CHANGES
-    assert paper_runs.base_config("esgd_lenet").checkpoint_every == 1
+    assert train.config_from_dict(dict(config="esgd_lenet")).checkpoint_every == 1
     assert train.config_from_dict({"config": "esgd_lenet", "checkpoint_every": 4}).checkpoint_every == 4
