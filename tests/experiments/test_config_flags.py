@@ -172,7 +172,7 @@ def test_helpfull_lists_every_config_field_with_its_help(module, config):
         fields = fields - {"hyperparameters"} | set(registry.hyperparameter_names())
     assert set(listed) == {"workdir"} | fields
     for name, text in listed.items():
-        assert len(text.split("(default")[0].strip()) > 5, f"--{name} has no help: {text!r}"
+        assert len(text.split("(default: ")[0].strip()) > 5, f"--{name} has no help: {text!r}"
 
 
 def test_train_flags_are_the_ones_before_the_restructure_plus_strategy():
