@@ -97,6 +97,7 @@ def join_within(make, timeout_s: float, what: str):
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # held pending: the watchdog sees them
     watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), f"{timeout_s:g}", what],
                                 stdin=subprocess.PIPE)
+    print(f"waiting up to {timeout_s:g} s for {what}", flush=True)  # SIGTERM / SIGINT now end the wait
     try:
         return make()
     finally:
@@ -116,8 +117,6 @@ def multi_worker_strategy(replicas=None, timeout_s: float = DEFAULT_STARTUP_TIME
     """
     config = read_tf_config()
     workers = len(config["cluster"]["worker"])
-    print(f"worker {config['task']['index']}: waiting up to {timeout_s:g} s for the {workers} workers of TF_CONFIG",
-          flush=True)
     strategy = join_within(tf.distribute.MultiWorkerMirroredStrategy, timeout_s,
                            f"the {workers} workers of TF_CONFIG to join (this is worker {config['task']['index']})")
     if strategy.num_replicas_in_sync != (replicas or 1):

@@ -3,7 +3,6 @@
     python multi_worker_runner_script.py worker INDEX PORT0,PORT1 WORKDIR [STALL_EPOCH]
         one of 2 workers (TF_CONFIG on 127.0.0.1); with STALL_EPOCH it sleeps after writing
         that epoch's checkpoint (so that the test can kill it there)
-    python multi_worker_runner_script.py mirrored WORKDIR   the same loop, one process, 2 logical CPUs
     python multi_worker_runner_script.py fit WORKDIR        Keras fit, --strategy=mirrored --replicas=2
 """
 
@@ -28,7 +27,7 @@ from experiments.training import distributed_loop  # noqa: E402
 
 # 400 examples in global batches of 50 (25 per replica): 8 steps per effective epoch; L = 3.
 CONFIG = dict(epochs=3, batch_size=50, max_train_examples=400, max_test_examples=200, verbose=0, replicas=2,
-              optimizer="parle", langevin_steps=3, noise=1e-3)
+              optimizer="parle", langevin_steps=3, noise=1e-3, checkpoint_every=1)
 
 if MODE == "worker":
     if STALL is not None:
@@ -41,12 +40,6 @@ if MODE == "worker":
                 time.sleep(120)
         distributed_loop._save_local = stalling_save
     summary = train.train_and_evaluate(train.config_from_dict({**CONFIG, "strategy": "multi_worker"}), WORKDIR)
-elif MODE == "mirrored":
-    from control_opt import distribute  # noqa: E402
-    import tensorflow as tf  # noqa: E402
-    strategy = tf.distribute.MirroredStrategy(distribute.local_devices(2))
-    summary = distributed_loop.train_loop(train.config_from_dict({**CONFIG, "strategy": "mirrored"}), WORKDIR,
-                                          strategy)
 else:
     summary = train.train_and_evaluate(train.config_from_dict({**CONFIG, "strategy": "mirrored"}), WORKDIR)
 print("SUMMARY " + json.dumps(summary), flush=True)
