@@ -72,6 +72,8 @@ class AnalysisConfig:
       chunk_size: Examples per chunk of the per-example and Hessian-vector products.
       seed: Seeds the example subsets, Lanczos start vectors and probes.
       figures: Write the PNG figures.
+      data_dir: Folder of the data set's files; None = the run's own (config.json's data_dir, else
+        $CONTROL_OPT_DATA_DIR). The run's dataset_kwargs (e.g. preprocess) always apply.
     """
 
     diffusion_examples: int = dataclasses.field(default=512, metadata=dict(lower_bound=2))
@@ -89,6 +91,7 @@ class AnalysisConfig:
     chunk_size: int = dataclasses.field(default=500, metadata=dict(lower_bound=1))
     seed: int = dataclasses.field(default=0, metadata=dict(lower_bound=0))
     figures: bool = True
+    data_dir: str | None = None
 
 
 # ---------------------------------------------------------------------------- progress
@@ -124,15 +127,19 @@ class LoggedOperator:
 # ---------------------------------------------------------------------------- reading the run
 
 
-def load_run(workdir: str):
+def load_run(workdir: str, data_dir: str | None = None):
     """(model, run config dict, training data `(x, y)`, snapshots or None) of a run directory.
+
+    The data are the run's own: its data set with its `dataset_kwargs` (e.g. `preprocess`) from
+    `data_dir`, default the run's recorded one (`experiments.training.inputs.load_data`).
 
     Raises:
       FileNotFoundError: the workdir, its checkpoint.keras or its config.json is missing (the message names it).
     """
     import keras  # pylint: disable=import-outside-toplevel
 
-    from control_opt import datasets  # pylint: disable=import-outside-toplevel
+    from experiments.training import inputs  # pylint: disable=import-outside-toplevel
+    from experiments.training.config import config_from_json  # pylint: disable=import-outside-toplevel
 
     if not os.path.isdir(workdir):
         raise FileNotFoundError(f"run directory {workdir} does not exist "
@@ -145,9 +152,10 @@ def load_run(workdir: str):
     with open(config_path) as f:
         run_config = json.load(f)
     model = keras.saving.load_model(checkpoint)
-    data = datasets.load(run_config["dataset"], seed=None)
-    limit = run_config.get("max_train_examples")
-    x, y = data.x_train[:limit], data.y_train[:limit]
+    config = config_from_json(run_config)
+    if data_dir is not None:
+        config = dataclasses.replace(config, data_dir=data_dir)
+    x, y, _, _ = inputs.examples(config, inputs.load_data(config))
     snapshot_path = os.path.join(workdir, SNAPSHOTS_FILE)
     snapshots = read_snapshots(snapshot_path) if os.path.exists(snapshot_path) else None
     return model, run_config, (x, y), snapshots
@@ -385,7 +393,7 @@ def analyze_run(workdir: str, config: AnalysisConfig | None = None) -> dict:
 
     config = AnalysisConfig() if config is None else config
     t_start = time.perf_counter()
-    model, run_config, (x, y), snapshots = load_run(workdir)
+    model, run_config, (x, y), snapshots = load_run(workdir, config.data_dir)
     rng = np.random.default_rng(config.seed)
     dim = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
     logging.info("analysing %s: %s on %s (%s), %d weights, %d training examples", workdir, run_config.get("model"),
