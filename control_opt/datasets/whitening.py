@@ -18,7 +18,10 @@ direction whose standard deviation is well above epsilon.
 The statistics (m, W: 3072 x 3072 for CIFAR; the eigendecomposition alone
 took 29 s on two shared CPU cores) are computed once and kept in `cache_dir()`
 (`zca-<hash>.npz`, about 75 MB in float64) under a name that hashes the training data and
-the parameters, written atomically; applying them is one matrix product.
+the parameters, written atomically; applying them is one matrix product. The file also
+holds a SHA-256 of its content (`checksum`, over `mean` and `matrix` as stored), checked
+on every read: a truncated, bit-flipped or overwritten file (right shapes, wrong values)
+is named on stdout and recomputed.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -120,28 +124,48 @@ def _cache_path(raw_train, params):
     return os.path.join(cache_dir(), f"zca-{digest.hexdigest()[:24]}.npz")
 
 
+def _checksum(mean, matrix) -> str:
+    digest = hashlib.sha256()
+    for array in (mean, matrix):
+        digest.update(str((array.dtype.str, array.shape)).encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
+def _read_cache(path, d):
+    """(mean, matrix) of a verified cache file, or the reason it cannot be used."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            mean, matrix, checksum = f["mean"], f["matrix"], str(f["checksum"])
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        return None, f"unreadable ({type(e).__name__}: {e})"
+    if mean.shape != (d,) or matrix.shape != (d, d):
+        return None, f"shapes {mean.shape}, {matrix.shape}, expected ({d},), ({d}, {d})"
+    if _checksum(mean, matrix) != checksum:
+        return None, "its content does not match its checksum"
+    return (mean, matrix), None
+
+
 def cached_zca(raw_train, *, standardize=True, epsilon=ZCA_EPSILON, use_disk_cache=True):
     """`zca_fit(raw_train, epsilon, standardize=standardize)`, cached on disk.
 
     The cache file's name hashes the training data (as stored: the uint8 images)
-    and the parameters. A missing, damaged or unwritable cache only costs a
-    recomputation.
+    and the parameters; its content is verified by its checksum. A damaged
+    cache (named on stdout) or an unwritable one only costs a recomputation.
     """
     path = _cache_path(raw_train, {"epsilon": float(epsilon), "per_image_standardize": bool(standardize)})
     d = int(np.prod(np.shape(raw_train)[1:]))
     if use_disk_cache and os.path.exists(path):
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                mean, matrix = f["mean"], f["matrix"]
-            if mean.shape == (d,) and matrix.shape == (d, d):
-                return mean, matrix
-        except (OSError, KeyError, ValueError, EOFError):
-            pass  # damaged: recompute
+        found, why = _read_cache(path, d)
+        if found is not None:
+            return found
+        print(f"ZCA cache {path} is damaged ({why}); recomputing it", flush=True)
     mean, matrix = zca_fit(raw_train, epsilon, standardize=standardize)
     if use_disk_cache:
+        checksum = _checksum(mean, matrix)
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            atomic_write(path, lambda f: np.savez(f, mean=mean, matrix=matrix), mode="wb")
+            atomic_write(path, lambda f: np.savez(f, mean=mean, matrix=matrix, checksum=np.str_(checksum)), mode="wb")
         except OSError:
             pass  # the cache is an optimization only (e.g. read-only home)
     return mean, matrix
