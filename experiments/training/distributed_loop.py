@@ -220,10 +220,7 @@ def train_loop(config, rundir: RunDir, strategy, data, optimizer, schedule, time
         recorder.close()
         timer.stop_all()
 
-    if recorder.diverged_epoch is not None:
-        raise session.diverged(config, epoch=recorder.diverged_epoch, schedule=schedule,
-                               steps_per_epoch=steps_per_epoch, checkpoint_epoch=recorder.checkpoint_epoch,
-                               path=rundir.path)
+    session.raise_if_diverged(config, recorder, schedule=schedule, steps_per_epoch=steps_per_epoch, path=rundir.path)
     if not chief:  # the chief writes the files; every worker returns the summary
         rows = recorder.rows or RunDir(rundir.path).read_metrics()
         return session.summary_of(config, rows, steps_per_epoch=steps_per_epoch, steps_per_execution=1,

@@ -176,12 +176,9 @@ def _train(config: TrainConfig, rundir: RunDir, data, optimizer, schedule, steps
         recorder.close()
         timer.stop_all()
 
-    if recorder.diverged_epoch is not None:
-        raise session.diverged(config, epoch=recorder.diverged_epoch, schedule=schedule,
-                               steps_per_epoch=steps_per_epoch, checkpoint_epoch=recorder.checkpoint_epoch,
-                               path=rundir.path)
+    session.raise_if_diverged(config, recorder, schedule=schedule, steps_per_epoch=steps_per_epoch, path=rundir.path)
     return session.finish(config, rundir, recorder, timer, steps_per_epoch=steps_per_epoch,
-                  steps_per_execution=steps_per_execution, jit_compile=bool(model.jit_compile))
+                          steps_per_execution=steps_per_execution, jit_compile=bool(model.jit_compile))
 
 
 def _finished(config, rundir, rows, steps_per_epoch, steps_per_execution):

@@ -9,7 +9,7 @@ rest they share, so neither imports the other's private names:
   compile_model(...)         the runner's loss and metrics
   summary_of(...) / report(...) summary.json's dict and the final line printed
   finish(...)                curves.png, summary.json and the final line of a run that ran
-  TrainingDiverged / diverged(...)  the one-line error of a NaN/inf loss, naming the rate that caused it
+  TrainingDiverged / raise_if_diverged(...)  the one-line error of a NaN/inf loss, naming the rate that caused it
 """
 
 from __future__ import annotations
@@ -22,12 +22,19 @@ import tensorflow as tf
 from experiments import figures
 from experiments.training.schedules import learning_rate_at
 
-__all__ = ["TrainingDiverged", "diverged", "effective_steps_per_execution", "steps", "op_determinism",
-           "compile_model", "summary_of", "report", "finish"]
+__all__ = ["TrainingDiverged", "diverged", "raise_if_diverged", "effective_steps_per_execution", "steps",
+           "op_determinism", "compile_model", "summary_of", "report", "finish"]
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint was kept."""
+
+
+def raise_if_diverged(config, recorder, *, schedule, steps_per_epoch: int, path: str) -> None:
+    """Raises `diverged(...)` when the recorder saw a NaN/inf loss (both loops end so)."""
+    if recorder.diverged_epoch is not None:
+        raise diverged(config, epoch=recorder.diverged_epoch, schedule=schedule, steps_per_epoch=steps_per_epoch,
+                       checkpoint_epoch=recorder.checkpoint_epoch, path=path)
 
 
 def diverged(config, *, epoch: int, schedule, steps_per_epoch: int, checkpoint_epoch, path: str) -> TrainingDiverged:
