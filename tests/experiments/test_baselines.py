@@ -36,7 +36,7 @@ def test_coupled_l2_sgd_is_nesterov_on_the_gradient_plus_l2_w():
 def test_an_sgd_workdir_written_before_sgd_took_l2_still_resumes(tmp_path):
     config = config_module.resolve_config({"optimizer": "sgd", "epochs": 2})
     assert config.l2 == 0.0
-    stored = dataclasses.asdict(config)
+    stored = config_module.flat_config(config)  # config.json before the hyperparameters block: flat
     stored["l2"] = None  # what runs written before l2 applied to SGD hold
     rundir = RunDir(str(tmp_path))
     (tmp_path / "config.json").write_text(json.dumps(stored))

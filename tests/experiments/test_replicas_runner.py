@@ -72,7 +72,7 @@ def test_clear_errors_for_another_number_of_replicas_or_too_many(results):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(replicas=2), "needs strategy='mirrored'"),
+    (dict(replicas=2, strategy="default"), "leave --strategy out"),
     (dict(replicas=0, strategy="mirrored"), "replicas must be a positive integer"),
     (dict(replicas=3, strategy="mirrored", batch_size=50), "multiple of replicas=3"),
     (dict(optimizer="sgd", rho=0.1), "rho does not apply"),
