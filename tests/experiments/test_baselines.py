@@ -1,6 +1,5 @@
 """The papers' SGD baseline with coupled L2, and old SGD workdirs still resuming after `l2` was added."""
 
-import dataclasses
 import json
 
 import keras
