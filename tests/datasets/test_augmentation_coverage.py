@@ -84,3 +84,18 @@ def test_a_resumed_run_continues_the_varying_crops():
     for a, b in zip(straight[6:], resumed):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(straight[3], straight[6])  # epoch 1 and epoch 2, batch 0
+
+
+@pytest.mark.parametrize("epochs, initial_epoch", [(3, 0), (3, 1)])
+def test_the_runners_crops_differ_between_batches_and_epochs(epochs, initial_epoch):
+    """The same for the runner's own input (`experiments.training.data.train_batches`, pad 4)."""
+    from experiments.training import data
+
+    n = 24
+    x = np.repeat(IMAGE[None], n, axis=0)
+    batches = [xb.numpy() for xb, _ in data.train_batches(x, np.arange(n), seed=3, batch_size=8,
+                                                           initial_epoch=initial_epoch, epochs=epochs, augment=True)]
+    assert len(batches) == 3 * (epochs - initial_epoch)
+    for (i, a), (j, b) in itertools.combinations(enumerate(batches), 2):
+        same = np.mean([np.array_equal(u, v) for u, v in zip(a, b)])
+        assert same < 0.5, f"batches {i} and {j} (3 per epoch) share their crops"
