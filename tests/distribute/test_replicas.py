@@ -13,6 +13,8 @@ import pytest
 
 from tests.support import processes
 
+pytestmark = pytest.mark.slow  # multi-process end to end: CI runs it (pyproject.toml)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 N_PARAMS = 74  # Dense(6 -> 8) + Dense(8 -> 2)

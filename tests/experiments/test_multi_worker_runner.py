@@ -17,6 +17,8 @@ import pytest
 
 from tests.support.processes import ProcessGroup
 
+pytestmark = pytest.mark.slow  # multi-process end to end: CI runs it (pyproject.toml)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SCRIPT = os.path.join(HERE, "multi_worker_runner_script.py")
