@@ -4,7 +4,6 @@ import csv
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 
 import keras
@@ -17,6 +16,7 @@ from experiments import train
 from experiments.training import data as training_data
 from experiments.training.callbacks import read_scalar_events
 from experiments.training import schedules
+from tests.support import processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -249,8 +249,7 @@ def test_fit_on_mnist1d_beats_chance(tmp_path):
 def run_cli(*args, cwd):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
                TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", "experiments.train", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return processes.run([sys.executable, "-m", "experiments.train", *args], cwd=cwd, env=env)
 
 
 def test_command_line_runs_and_reports(tmp_path):

@@ -24,8 +24,8 @@ def tracing_for_xla():
     """True while tracing a function that XLA will compile (`jit_compile=True`).
     A private API: if it moves, False (the non-XLA form is correct everywhere)."""
     try:
-        from tensorflow.python.framework import ops
-        from tensorflow.python.ops import control_flow_util
+        from control_opt._internal.tf_internals import control_flow_util
+        from control_opt._internal.tf_internals import framework_ops as ops
         return bool(control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph()))
     except (ImportError, AttributeError):
         return False

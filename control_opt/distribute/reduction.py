@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.distribute import cross_device_ops as _cross_device_ops
-from tensorflow.python.distribute import values as _ds_values
+
+from control_opt._internal.tf_internals import cross_device_ops as _cross_device_ops
+from control_opt._internal.tf_internals import ds_values as _ds_values
 
 
 

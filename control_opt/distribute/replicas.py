@@ -10,8 +10,9 @@ import contextlib
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.distribute import distribute_lib as _distribute_lib
-from tensorflow.python.distribute import values as _ds_values
+
+from control_opt._internal.tf_internals import distribute_lib as _distribute_lib
+from control_opt._internal.tf_internals import ds_values as _ds_values
 
 
 def _tf_variable(variable):

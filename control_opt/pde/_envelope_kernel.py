@@ -37,7 +37,8 @@ import functools
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.compiler.tf2xla.python import xla
+
+from control_opt._internal.tf_internals import xla
 
 __all__ = ["bucket_padded", "bucket_size", "hopf_lax_1d", "hopf_lax_2d", "transform_1d"]
 

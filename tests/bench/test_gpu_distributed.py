@@ -4,9 +4,9 @@ must be configured before TensorFlow starts."""
 
 import json
 import os
-import subprocess
 import sys
-import time
+
+from tests.support import processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -14,10 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_tiny_mode_reports_images_per_second_of_each_optimizer():
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2",
            "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "bench.gpu_distributed", "--tiny"], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT, env=env)
-    elapsed = time.perf_counter() - start
+    proc = processes.run([sys.executable, "-m", "bench.gpu_distributed", "--tiny"], cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     lines = proc.stdout.strip().splitlines()
     result = json.loads(lines[-2])
@@ -25,15 +22,14 @@ def test_tiny_mode_reports_images_per_second_of_each_optimizer():
     assert set(result["images_per_s"]) == {"sgd", "parle", "elastic_sgd"}
     assert all(v > 0 for v in result["images_per_s"].values()) and result["parle_over_sgd"] > 0
     assert "Parle / SGD" in lines[-1]
-    assert elapsed < 60, elapsed  # about 11 s on 2 cores; the bound only catches a runaway
 
 
 def test_write_refuses_tiny_results():
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": ROOT}
-    proc = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['x', '--tiny', '--write']\n"
-                           "from bench import gpu_distributed as g\n"
-                           "g.run = lambda *a, **k: dict(model='mnistfc', input_shape=[8, 8, 1], batch_per_replica=4,"
-                           " replicas=2, device='cpu', images_per_s=dict(sgd=1.0, parle=1.0, elastic_sgd=1.0),"
-                           " parle_over_sgd=1.0, elastic_sgd_over_sgd=1.0)\n"
-                           "g.main()"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    proc = processes.run([sys.executable, "-c", "import sys; sys.argv = ['x', '--tiny', '--write']\n"
+                          "from bench import gpu_distributed as g\n"
+                          "g.run = lambda *a, **k: dict(model='mnistfc', input_shape=[8, 8, 1], batch_per_replica=4,"
+                          " replicas=2, device='cpu', images_per_s=dict(sgd=1.0, parle=1.0, elastic_sgd=1.0),"
+                          " parle_over_sgd=1.0, elastic_sgd_over_sgd=1.0)\n"
+                          "g.main()"], cwd=ROOT, env=env)
     assert proc.returncode != 0 and "refuses tiny" in proc.stderr

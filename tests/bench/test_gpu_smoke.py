@@ -3,7 +3,6 @@ All-CNN-BN with SGD and Entropy-SGD on 8x8x3 inputs and reports images/s and the
 
 import json
 import sys
-import time
 
 import pytest
 
@@ -15,16 +14,13 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*before the first outer step:Us
 
 def test_tiny_mode_runs_both_optimizers_and_reports(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["gpu_smoke", "--tiny", "--steps=5"])
-    start = time.perf_counter()
     gpu_smoke.main()
-    elapsed = time.perf_counter() - start
     lines = capsys.readouterr().out.strip().splitlines()
     result = json.loads(lines[-2])
     assert result["tiny"] and result["model"] == "allcnn_bn" and result["input_shape"] == [8, 8, 3]
     assert set(result["ms_per_step"]) == set(result["images_per_s"]) == {"sgd", "entropy_sgd"}
     assert all(v > 0 for v in result["images_per_s"].values()) and result["ratio"] > 0
     assert "Entropy-SGD / SGD step time" in lines[-1]
-    assert elapsed < 60, elapsed  # about 10 s on 2 idle cores; the bound only catches a runaway
 
 
 def test_write_refuses_tiny_results(monkeypatch):

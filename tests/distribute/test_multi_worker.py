@@ -2,17 +2,19 @@
 
 Keras' `fit` fails under that strategy (keras-team/keras#20585), so the
 workers run a custom `strategy.run` loop (`multi_worker_script.py`); the same
-loop under MirroredStrategy on 2 logical CPUs is the reference.
+loop under MirroredStrategy on 2 logical CPUs is the reference. Waits are bounded
+by progress and every process group is killed on exit (tests/support/processes.py).
 """
 
 import json
 import os
 import socket
-import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+from tests.support.processes import ProcessGroup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -35,18 +37,12 @@ def free_ports(n):
 def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("multi_worker")
     ports = ",".join(map(str, free_ports(2)))
-    workers = [subprocess.Popen([sys.executable, SCRIPT, "worker", str(i), ports, str(out / f"worker{i}.json")],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=ENV)
-               for i in range(2)]
-    try:
-        reference = subprocess.run([sys.executable, SCRIPT, "mirrored", str(out / "mirrored.json")],
-                                   capture_output=True, text=True, timeout=300, cwd=ROOT, env=ENV)
-        logs = [w.communicate(timeout=300)[0] for w in workers]
-    finally:
-        for w in workers:  # always cleaned up, whatever happened
-            if w.poll() is None:
-                w.kill()
-                w.wait()
+    with ProcessGroup() as group:  # always cleaned up, whatever happens
+        workers = [group.start([sys.executable, SCRIPT, "worker", i, ports, out / f"worker{i}.json"], cwd=ROOT, env=ENV)
+                   for i in range(2)]
+        reference = group.start([sys.executable, SCRIPT, "mirrored", out / "mirrored.json"], cwd=ROOT, env=ENV,
+                                merge_stderr=False)
+        *logs, _ = group.wait(workers + [reference])
     assert "MULTI_WORKER_OK" in reference.stdout, reference.stdout[-2000:] + reference.stderr[-4000:]
     for log in logs:
         assert "MULTI_WORKER_OK" in log, log[-4000:]

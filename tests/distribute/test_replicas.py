@@ -7,10 +7,13 @@ measured to JSON, and each test below asserts one property of it.
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
+
+from tests.support import processes
+
+pytestmark = pytest.mark.slow  # multi-process end to end: CI runs it (pyproject.toml)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -21,9 +24,9 @@ def run_script(tmp_path_factory, n, mode):
     out = tmp_path_factory.mktemp(f"replicas{n}")
     results = out / "results.json"
     extra = "quick" if mode == "quick" else str(out)
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "replicas_script.py"), str(n), str(results), extra],
-                          capture_output=True, text=True, timeout=400, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    proc = processes.run([sys.executable, os.path.join(HERE, "replicas_script.py"), str(n), str(results), extra],
+                         cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")})
     assert "REPLICAS_OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-4000:]
     return json.loads(results.read_text())
 

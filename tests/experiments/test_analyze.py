@@ -3,7 +3,6 @@
 import json
 import math
 import os
-import subprocess
 import sys
 
 import keras
@@ -14,6 +13,7 @@ from control_opt.optimizers import EntropySGD
 from control_opt.optimizers.callbacks import AnchorSwap
 from experiments import analysis_run, train
 from experiments.training.snapshots import WeightSnapshots, projection_matrix, read_snapshots
+from tests.support import processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -24,11 +24,10 @@ SMALL = analysis_run.AnalysisConfig(diffusion_examples=64, hessian_examples=200,
                                     density_probes=2, density_steps=20, trace_probes=8, area_batches=4)
 
 
-def run_python(*args, timeout=120):
+def run_python(*args):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
                TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return processes.run([sys.executable, *args], cwd=ROOT, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,13 @@
 import dataclasses
 import os
 import re
-import subprocess
 import sys
 
 from absl import flags
 import pytest
 
 from experiments import config_flags
+from tests.support import processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -114,11 +114,10 @@ def test_a_field_without_help_or_of_an_unsupported_type_is_refused():
 # ------------------------------------------------------------------ the entry points
 
 
-def run_python(*args, timeout=300):
+def run_python(*args):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
                TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return processes.run([sys.executable, *args], cwd=ROOT, env=env)
 
 
 def test_importing_the_experiments_defines_no_flags():

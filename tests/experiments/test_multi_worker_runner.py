@@ -3,27 +3,27 @@
 The 2-worker run must equal Keras `fit` with `--strategy=mirrored --replicas=2` (one process,
 2 logical CPUs) on the same seed, up to float tolerance; a worker killed after the first
 checkpoint and both restarted must finish the same run. Every process runs in its own process
-group, killed in a `finally` whatever happens.
+group, killed whatever happens; waits are bounded by progress (tests/support/processes.py).
 """
 
 import csv
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+
+from tests.support.processes import ProcessGroup
+
+pytestmark = pytest.mark.slow  # multi-process end to end: CI runs it (pyproject.toml)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SCRIPT = os.path.join(HERE, "multi_worker_runner_script.py")
 ENV = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
 ENV.pop("TF_CONFIG", None)
-TIMEOUT = 90
 
 
 def free_ports(n):
@@ -37,25 +37,12 @@ def free_ports(n):
             s.close()
 
 
-def start(*args):
-    return subprocess.Popen([sys.executable, SCRIPT, *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=ENV, start_new_session=True)
+def start(group, *args):
+    return group.start([sys.executable, SCRIPT, *args], cwd=ROOT, env=ENV)
 
 
-def stop(processes):
-    """Kills each process's group (the process and anything it started), then reaps it."""
-    for p in processes:
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        p.wait()
-
-
-def finish(processes, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    logs = [p.communicate(timeout=max(deadline - time.monotonic(), 1))[0] for p in processes]
+def finish(group, processes):
+    logs = group.wait(processes)
     for log in logs:
         assert "RUNNER_OK" in log, log[-4000:]
     return logs
@@ -77,11 +64,9 @@ def assert_same_run(a, b):
 def straight(tmp_path_factory):
     out = tmp_path_factory.mktemp("multi_worker_runner")
     ports = free_ports(2)
-    processes = [start("worker", i, ports, out / "workers") for i in range(2)] + [start("fit", out / "fit")]
-    try:
-        finish(processes)
-    finally:
-        stop(processes)
+    with ProcessGroup() as group:
+        finish(group, [start(group, "worker", i, ports, out / "workers") for i in range(2)]
+               + [start(group, "fit", out / "fit")])
     return out
 
 
@@ -98,22 +83,16 @@ def test_two_workers_equal_fit_on_two_local_replicas(straight):
 
 def test_a_killed_worker_restarted_finishes_the_same_run(straight, tmp_path):
     workdir = tmp_path / "fault"
-    processes = []
-    try:
+    with ProcessGroup() as group:
         ports = free_ports(2)
-        processes = [start("worker", i, ports, workdir, 1) for i in range(2)]  # both stall after epoch 1
+        processes = [start(group, "worker", i, ports, workdir, 1) for i in range(2)]  # both stall after epoch 1
         checkpoints = [workdir / "worker_checkpoints" / f"epoch-1.worker-{w}.npz" for w in range(2)]
-        deadline = time.monotonic() + TIMEOUT
-        while not all(c.exists() for c in checkpoints):
-            assert time.monotonic() < deadline and all(p.poll() is None for p in processes), "no first checkpoint"
-            time.sleep(0.2)
-        stop(processes[1:])  # worker 1 dies after the first checkpoint...
-        stop(processes[:1])  # ...and worker 0, now stuck in its next collective, is stopped too
+        group.wait(processes, until=lambda: all(c.exists() for c in checkpoints))
+        assert all(p.poll() is None for p in processes), "a worker exited before its first checkpoint"
+        group.stop(processes[1:])  # worker 1 dies after the first checkpoint...
+        group.stop(processes[:1])  # ...and worker 0, now stuck in its next collective, is stopped too
         assert len(metrics(workdir)) == 1
         ports = free_ports(2)
-        processes = [start("worker", i, ports, workdir) for i in range(2)]  # both restarted
-        logs = finish(processes)
-    finally:
-        stop(processes)
+        logs = finish(group, [start(group, "worker", i, ports, workdir) for i in range(2)])  # both restarted
     assert all("resuming" in log and "at effective epoch 1/3" in log for log in logs)
     assert_same_run(metrics(workdir), metrics(straight / "workers"))

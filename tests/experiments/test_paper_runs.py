@@ -14,7 +14,6 @@ CIFAR-10 row runs on its 3 replicas in a fresh process (logical CPU devices).
 import json
 import os
 import struct
-import subprocess
 import sys
 
 import keras
@@ -28,6 +27,7 @@ from experiments.training import paper_runs, registry, rundir
 from experiments.training.data import train_batches
 from experiments.training.options import canonical_options, parse_options
 from experiments import train
+from tests.support import processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 N_TRAIN, N_TEST = 40, 16
@@ -176,8 +176,7 @@ def run_cli(*args, cwd, env=None):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
                TF_CPP_MIN_LOG_LEVEL="2", CONTROL_OPT_CACHE_DIR=str(cwd / "cache"), **(env or {}))
     env.pop("CONTROL_OPT_DATA_DIR", None)
-    return subprocess.run([sys.executable, "-m", "experiments.train", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return processes.run([sys.executable, "-m", "experiments.train", *args], cwd=cwd, env=env)
 
 
 def test_config_list_prints_every_row_with_the_papers_number(tmp_path):

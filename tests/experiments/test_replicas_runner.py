@@ -2,12 +2,12 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 
 from experiments import train
+from tests.support import processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -15,9 +15,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("replicas_runner")
-    proc = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "replicas_runner_script.py"),
-                           str(out)], capture_output=True, text=True, timeout=400, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    proc = processes.run([sys.executable, os.path.join(os.path.dirname(__file__), "replicas_runner_script.py"),
+                          str(out)], cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")})
     assert "RUNNER_OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-4000:]
     return json.loads((out / "results.json").read_text())
 

@@ -113,8 +113,11 @@ def test_momentum_keeps_a_velocity(quadratic):
     kernel = kernel_for(quadratic, momentum=0.9, nesterov=True)
     state = tf.zeros([2, quadratic.dim])
     results = kernel.bootstrap_results(state)
-    _, results = kernel.one_step(state, results, seed=0)
-    np.testing.assert_allclose(results.velocity.numpy(), results.gradient.numpy())
+    state, results = kernel.one_step(state, results, seed=0)
+    np.testing.assert_allclose(results.velocity.numpy(), results.gradient.numpy())  # v_1 = 0.9 * 0 + g_1
+    first = results.velocity.numpy()
+    _, results = kernel.one_step(state, results, seed=1)  # from a non-zero velocity, where the weights show
+    np.testing.assert_allclose(results.velocity.numpy(), 0.9 * first + results.gradient.numpy(), rtol=1e-5, atol=1e-6)
     assert kernel_for(quadratic).bootstrap_results(state).velocity == ()
 
 

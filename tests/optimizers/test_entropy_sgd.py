@@ -61,8 +61,8 @@ GOLDEN_CASES = {
         ref=dict(adam=None)),
     "entropy_sgd_heavy_ball_inside": dict(
         cls=control_opt.EntropySGD,
-        kwargs=dict(learning_rate=0.5, momentum=0.5, nesterov=False, langevin_steps=3,
-                    langevin_learning_rate=0.08, langevin_momentum=0.5, langevin_nesterov=False,
+        kwargs=dict(learning_rate=0.5, momentum=0.4, nesterov=False, langevin_steps=3,
+                    langevin_learning_rate=0.08, langevin_momentum=0.6, langevin_nesterov=False,
                     gamma=0.1, scoping=0.0, mean_decay=0.0),
         ref=dict(adam=None)),
     "entropy_adam": dict(
@@ -224,7 +224,7 @@ def test_inner_nesterov_and_heavy_ball_over_several_inner_steps(langevin_nestero
     # Several inner steps (the velocity is non-zero from the second on, where the
     # two forms differ), outer step off the first 5 steps: L = 6.
     kwargs = dict(learning_rate=0.5, langevin_steps=6, langevin_learning_rate=0.05, langevin_momentum=0.8,
-                  langevin_nesterov=langevin_nesterov, gamma=0.4, scoping=0.0, mean_decay=0.5)
+                  langevin_nesterov=langevin_nesterov, gamma=0.4, scoping=0.0, mean_decay=0.75)
     w0 = [0.8, -0.6, 1.2]
     got = run(control_opt.EntropySGD(**kwargs, **NOISELESS), w0, 8, dtype="float64")
     want = entropy_sgd_reference(quartic_grad, w0, 8, **kwargs)
@@ -262,8 +262,8 @@ def test_float64_scope_and_trajectory_are_float64():
     np.testing.assert_allclose(float(opt.scope(3, tf.float64)), want, rtol=1e-15)
     assert abs(float(opt.scope(3, tf.float32)) - want) / want > 1e-9  # float32 would be visible
     # In the update: learning rates exact in float32, so float64 matches the reference to rounding.
-    kwargs = dict(learning_rate=0.5, langevin_steps=2, langevin_learning_rate=0.25, langevin_momentum=0.5,
-                  langevin_nesterov=True, gamma=1.1, scoping=0.1, mean_decay=0.5)
+    kwargs = dict(learning_rate=0.5, langevin_steps=2, langevin_learning_rate=0.25, langevin_momentum=0.75,
+                  langevin_nesterov=True, gamma=1.1, scoping=0.1, mean_decay=0.625)
     w0 = [0.8, -0.6, 1.2]
     got = run(control_opt.EntropySGD(**kwargs, **NOISELESS), w0, 12, dtype="float64")
     want = entropy_sgd_reference(quartic_grad, w0, 12, **kwargs)

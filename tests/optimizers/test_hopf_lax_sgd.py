@@ -94,7 +94,7 @@ def run_dtype(optimizer, w0, num_steps, grad_fn, dtype):
 
 HOPF_LAX_GOLDEN = {
     # l2 > 0 and scoping > 0: L2 counted once, t_k = 1/gamma_k shrinking with k.
-    "l2_scoping_nesterov": dict(learning_rate=0.5, momentum=0.5, nesterov=True, inner_steps=3, gamma=2.5,
+    "l2_scoping_nesterov": dict(learning_rate=0.5, momentum=0.75, nesterov=True, inner_steps=3, gamma=2.5,
                                 scoping=0.3, mean_decay=0.6, l2=0.2),
     "l2_scoping_plain": dict(learning_rate=0.25, momentum=0.0, nesterov=False, inner_steps=4, gamma=3.5,
                              scoping=0.5, mean_decay=0.25, l2=0.3),

@@ -1,7 +1,6 @@
 """Keras semantics: fit modes agree, validation/saving at the anchor, exact resume."""
 
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -11,6 +10,7 @@ import tensorflow as tf
 import keras
 
 import control_opt
+from tests.support import processes
 
 L = 3  # inner steps; 10 steps per epoch below is not a multiple of it.
 
@@ -204,6 +204,6 @@ MIRRORED = textwrap.dedent("""
 
 
 def test_mirrored_strategy_on_two_logical_cpus_is_plain_data_parallelism():
-    proc = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=300,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    proc = processes.run([sys.executable, "-c", MIRRORED],
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert "MIRRORED_OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-4000:]

@@ -1,7 +1,6 @@
 """Smoke test of `python -m experiments.hj_smoothing` (small grids)."""
 
 import os
-import subprocess
 import sys
 
 from absl import flags
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 
 from experiments import hj_smoothing
+from tests.support import processes
 
 SMALL = hj_smoothing.SmoothingConfig(times=(0.1, 0.5), time_2d=0.3, beta=5.0, num_points=121,
                                      num_points_2d=31)
@@ -85,7 +85,7 @@ def test_python_dash_m_entry_point(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     command = [sys.executable, "-m", "experiments.hj_smoothing", f"--workdir={tmp_path}",
                "--times=0.1,0.5", "--num_points=121", "--num_points_2d=31"]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = processes.run(command, cwd=ROOT, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"Wrote {tmp_path / 'hj_smoothing_1d.png'}" in done.stdout
     assert_nontrivial_png(tmp_path / "hj_smoothing_2d.png")

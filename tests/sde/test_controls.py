@@ -34,15 +34,16 @@ def test_hopf_lax_control_is_the_moreau_envelope_gradient():
     report = control.report(w, 0.0)
     assert report.converged.shape == w.shape[:1]  # one verdict per path
     assert bool(tf.reduce_all(report.converged))
-    # A schedule t(s) is evaluated at the SDE time.
-    scheduled = HopfLaxControl(diagonal_loss, t=lambda s: 0.5 + s)
-    np.testing.assert_allclose(scheduled(w, 0.5).numpy(), LAMBDA * w.numpy() / (1.0 + LAMBDA), rtol=1e-4, atol=1e-6)
+    # A schedule t(s) is evaluated at the SDE time (t(0.5) = 0.25: neither t(0) nor 1 / t(0.5)).
+    scheduled = HopfLaxControl(diagonal_loss, t=lambda s: 0.5 - 0.5 * s)
+    np.testing.assert_allclose(scheduled(w, 0.5).numpy(), LAMBDA * w.numpy() / (1.0 + 0.25 * LAMBDA), rtol=1e-4,
+                               atol=1e-6)
 
 
 def test_local_entropy_control_matches_closed_form():
     # grad F_gamma(w) = gamma A w (A + gamma)^-1 ... on many paths sharing one anchor, averaged.
     q = Quadratic(3, seed=2, condition=4.0)
-    gamma, beta = 1.0, 20.0
+    gamma, beta = 0.6, 20.0  # not 1: gamma (w - mu) and w - mu must differ
     w_one = np.array([1.0, -0.5, 0.8])
     w = tf.constant(np.tile(w_one, (256, 1)), tf.float32)
     control = LocalEntropyControl(q.loss, gamma=gamma, beta=beta, step_size=0.01, num_steps=200, num_burnin_steps=100)
@@ -56,10 +57,11 @@ def test_local_entropy_control_matches_closed_form():
 
 
 def test_local_entropy_control_with_entropy_sgd_running_mean():
-    control = LocalEntropyControl(diagonal_loss, gamma=1.0, beta=1e4, step_size=1e-4, num_steps=60, mean_decay=0.75)
+    gamma = 0.5  # not 1: gamma (w - mu) and w - mu must differ
+    control = LocalEntropyControl(diagonal_loss, gamma=gamma, beta=1e4, step_size=1e-4, num_steps=60, mean_decay=0.75)
     a = control(anchors(), 0.0, seed=3).numpy()
     # Near zero temperature the chain converges to the prox and mu follows it: a -> gamma lambda w / (lambda + gamma).
-    expected = LAMBDA * anchors().numpy() / (LAMBDA + 1.0)
+    expected = gamma * LAMBDA * anchors().numpy() / (LAMBDA + gamma)
     np.testing.assert_allclose(a, expected, rtol=0.05, atol=0.02)
 
 
@@ -78,8 +80,9 @@ def test_local_entropy_control_calls_the_one_langevin_step(monkeypatch):
 def test_controls_drive_an_sde_on_a_structure_of_weights():
     loss = lambda w: 0.5 * tf.reduce_sum(w["a"] ** 2) + 0.5 * tf.reduce_sum(w["b"] ** 2)
     w0 = {"a": tf.ones([2]), "b": tf.ones([2, 2])}
-    # f = 1/2 |w|^2: greedy a = w, Hopf-Lax a = w / (1 + t): E w(T) = (1 - c dt)^N w0 for the Euler recursion.
-    for control, c in ((GreedyControl(loss), 1.0), (HopfLaxControl(loss, t=1.0), 0.5),
+    # f = 1/2 |w|^2: greedy a = w, Hopf-Lax a = w / (1 + t): E w(T) = (1 - c dt)^N w0 for the Euler recursion
+    # (t = 0.25, not 1, where t and 1/t agree).
+    for control, c in ((GreedyControl(loss), 1.0), (HopfLaxControl(loss, t=0.25), 0.8),
                        (LocalEntropyControl(loss, gamma=1.0, beta=10.0, num_steps=5), None)):
         result = simulate_sde(control, w0, t_final=0.2, dt=0.05, beta=100.0, num_paths=400, seed=0)
         assert result.final_state["b"].shape == (400, 2, 2)
