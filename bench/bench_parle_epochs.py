@@ -1,6 +1,6 @@
 """Effective epochs of Parle and Elastic-SGD to reach data-parallel SGD's final MNIST-1D test accuracy.
 
-    python -m bench.bench_parle_epochs [--replicas 1,2,4] [--seeds 3] [--epochs 20] [--langevin_steps 5]
+    python -m bench.bench_parle_epochs [--replicas 1,2,4] [--seeds 3] [--epochs 20] [--langevin_steps 25]
                                        [--max_train_examples N] [--write]
 
 For each n in `--replicas` (n logical CPU devices, configured before TensorFlow
@@ -71,7 +71,7 @@ def main():
     parser.add_argument("--replicas", default="1,2,4")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--langevin_steps", type=int, default=5)
+    parser.add_argument("--langevin_steps", type=int, default=25)  # Parle's default L
     parser.add_argument("--max_train_examples", type=int, default=None)
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # JSON path: one n, this process

@@ -43,7 +43,9 @@ def replica_local(strategy=None):
 
     Without a strategy (`strategy=None` and none in scope) it changes nothing:
     one replica, plain variables. Non-trainable model variables (e.g. batch
-    norm statistics) stay as the strategy makes them (mirrored).
+    norm statistics) are made as the strategy makes them, but each replica
+    then updates its own copy from its own batches: they are not kept equal
+    (docs/distributed.md 5.6).
     """
     strategy = strategy or tf.distribute.get_strategy()
     with contextlib.ExitStack() as stack:

@@ -1,7 +1,7 @@
 """The formulas of local entropy, written once.
 
 Every piece of the library that touches the local Gibbs measure calls these
-functions: the Keras optimizers (`EntropySGD`, `EntropyAdam`, later Parle), the
+functions: the Keras optimizers (`EntropySGD`, `EntropyAdam`, `Parle`), the
 `tfp.mcmc` stochastic-gradient Langevin kernel and the analysis tools. They act
 on plain tensors of any shape (apply them per part with `tf.nest` for a
 structure of tensors) and make their structural choices (momentum or not,
@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from control_opt.formulas.momentum import momentum_direction
+from control_opt.formulas.momentum import momentum_direction, parle_code_direction
 
 __all__ = [
     "exponential_scope",
     "langevin_noise_scale",
     "langevin_step",
     "langevin_step_in_place",
+    "parle_code_langevin_step",
     "local_entropy_control",
     "running_mean",
     "running_mean_in_place",
@@ -105,6 +106,27 @@ def langevin_step(
     if noise is not None:
         new_probe = new_probe + noise
     return new_probe, velocity
+
+
+def parle_code_langevin_step(probe, gradient, anchor, velocity=None, *, learning_rate, gamma, momentum=0.0,
+                             noise=None):
+    """The inner step of the Parle authors' code (`Parle(authors_code=True)`).
+
+        g  <- g + gamma (w' - w)                  (the coupling enters first ...)
+        v' <- m' v' + g ;  d = g + v'             (... and goes into the buffer)
+        w' <- w' - eta' d + noise
+
+    `langevin_step` adds the coupling after the momentum, outside the buffer,
+    and uses `d = g + m' v'` (Nesterov); docs/distributed.md section 5.3
+    lists what that changes. Returns `(new_probe, new_velocity)`;
+    `new_velocity` is None when `velocity` is None (`momentum` 0: `d = 2 g`).
+    """
+    gradient = gradient + gamma * (probe - anchor)
+    direction, new_velocity = parle_code_direction(gradient, velocity, momentum)
+    new_probe = probe - learning_rate * direction
+    if noise is not None:
+        new_probe = new_probe + noise
+    return new_probe, (None if velocity is None else new_velocity)
 
 
 def langevin_step_in_place(probe, velocity, gradient, anchor, *, learning_rate, gamma, momentum=0.0,

@@ -6,6 +6,11 @@ authors' Lua code and of `torch.optim.SGD` (buffer starts at zero):
 
     v <- m v + g ;   d = g + m v (Nesterov) | v (heavy ball) | g (m = 0)
 
+The Parle authors' code (ucla-vision/parle, `parle_mpi.py`) writes its
+momentum differently, in both of its loops; `Parle(authors_code=True)` uses it:
+
+    v <- m v + g ;   d = g + v        (= 2 g + m v_old; with m = 0, d = 2 g)
+
 Adam (Kingma & Ba, 2015), in the form Keras uses:
 
     m <- b1 m + (1 - b1) g ;  v <- b2 v + (1 - b2) g^2
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-__all__ = ["adam_direction", "momentum_direction"]
+__all__ = ["adam_direction", "momentum_direction", "parle_code_direction"]
 
 
 def momentum_direction(gradient, velocity, momentum, nesterov):
@@ -26,6 +31,13 @@ def momentum_direction(gradient, velocity, momentum, nesterov):
         return gradient, None
     velocity = momentum * velocity + gradient
     return (gradient + momentum * velocity if nesterov else velocity), velocity
+
+
+def parle_code_direction(gradient, velocity, momentum):
+    """The Parle code's form: returns `(d, new_velocity)` with `v <- m v + g`,
+    `d = g + v`. `velocity` None (no buffer, `momentum` 0): `d = 2 g`."""
+    velocity = gradient if velocity is None else momentum * velocity + gradient
+    return gradient + velocity, velocity
 
 
 def adam_direction(gradient, first_moment, second_moment, step, *, beta_1, beta_2, epsilon):

@@ -17,8 +17,10 @@ Entropy-SGD writes the same step as `w' <- w' - eta' [g + gamma (w' - w)]
 so `StochasticGradientLangevin(step_size=h, beta=beta)` is the Keras
 optimizer's inner step with `langevin_learning_rate = h beta / 2` and
 `noise = beta^(-1/2)`; `from_entropy_sgd` builds the kernel from the latter
-pair. The update itself is `control_opt.formulas.local_entropy.langevin_step`, the
-function the Keras optimizer calls: one implementation of the SGLD step.
+pair. The update itself is `control_opt.formulas.local_entropy.langevin_step`;
+the Keras optimizers apply the same step in place with TensorFlow's fused
+training kernels (`local_entropy.langevin_step_in_place`, equal up to float
+rounding, tests/optimizers/test_fused_kernels.py): one formula of the SGLD step.
 
 Not calibrated: there is no Metropolis correction, so the chain samples
 `p(.; w)` only up to an O(h) bias (and the minibatch noise); `is_calibrated`

@@ -118,6 +118,10 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
     # The outer step acts on `a + wd w` (docs/math.md section 3); a chain whose
     # control already averages L2-carrying gradients sets this to False.
     _L2_ON_CONTROL = True
+    # The outer step starts from the model's value instead of the anchor slot: for
+    # Elastic-SGD (L = 1, the two are one value) this lets Keras' decoupled
+    # weight decay, applied to the model's variable first, act as in Keras' SGD.
+    _OUTER_FROM_PROBE = False
     # The constructor argument that sets L, for messages.
     _INNER_STEPS_ARG = "inner_steps"
 
@@ -241,11 +245,17 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
         idle = [variable for variable in self._trainable_variables if self._var_key(variable) not in updated]
         if idle:  # a subset (frozen layer, no gradient): those variables must not move
             self._for_each_variable(self._release, idle)
+        grads = self._own_gradients(grads)  # before clipping: the threshold acts on the gradient stepped on
         grads = self._clip_gradients(grads)
         self._apply_weight_decay(trainable_variables)
         self._backend_update_step(grads, trainable_variables, self.learning_rate, scalars)
         # Every variable swapped back by `_restore_probes` (if it had to).
         self._anchor_in_model.assign(0)
+
+    def _own_gradients(self, grads):
+        """Hook: the gradients this replica steps on, from Keras' (identity here;
+        a replica-local optimizer undoes Keras' 1/n loss scaling)."""
+        return grads
 
     def _for_each_variable(self, fn, variables, *args):
         """`fn(variable, *args)` on every copy of every variable (update context)."""
@@ -388,7 +398,8 @@ class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):
         if self.l2 and self._L2_ON_CONTROL:
             control = control + self.l2 * anchor
         direction = self._outer_direction(index, control, scalars.outer + 1)
-        new_anchor = anchor - tf.cast(learning_rate, dtype) * direction
+        start = tf.convert_to_tensor(variable) if self._OUTER_FROM_PROBE else anchor
+        new_anchor = start - tf.cast(learning_rate, dtype) * direction
         self.assign(anchor_slot, new_anchor)
         self.assign(variable, new_anchor)
         for slot, value in zip(self._chain_slots(index), self._chain_reset(new_anchor)):

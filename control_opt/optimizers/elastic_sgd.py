@@ -66,7 +66,8 @@ class ReplicaLocalCoupling:
       center `xbar`, `iterations`, `anchor_in_model` and the count of
       communications (`syncs`) are mirrored.
     * Phase 1 (`_chain_phase`): each replica steps its own chain on its own
-      gradient (times n: Keras scales each replica's loss by 1/n).
+      gradient (times n, before clipping, `_own_gradients`: Keras scales each
+      replica's loss by 1/n).
     * Phase 2 (`_merge_controls`, subclass): one all-reduce, then the control
       `a_a + rho (x_a - xbar)`, replica by replica.
     * What the model holds: during training each replica's probe (a read
@@ -91,6 +92,12 @@ class ReplicaLocalCoupling:
     # ---------------------------------------------------------------- state
     def _build_slots(self, var_list):
         strategy = self._distribution_strategy
+        local = [v.path for v in var_list if distribute.is_replica_local(v)]
+        if local and not _in_a_strategy(strategy):
+            raise ValueError(
+                f"{type(self).__name__} was created outside the strategy that holds the model's replica-local "
+                f"weights ({local[0]}{', ...' if len(local) > 1 else ''}): create the optimizer, and compile the "
+                "model, inside `with control_opt.replica_local(strategy):`, the scope the model was built in.")
         if _in_a_strategy(strategy):
             mirrored = [v.path for v in var_list if not distribute.is_replica_local(v)]
             if mirrored:
@@ -124,17 +131,22 @@ class ReplicaLocalCoupling:
         return int(self._syncs.numpy()) if self.built else 0
 
     # ---------------------------------------------------------- phase 1
-    def _chain_phase(self, grads_and_vars, scalars):
-        """Replica context: each replica's own chain step on its own gradient;
-        no all-reduce. Keras divides each replica's loss by n: undone here."""
+    def _own_gradients(self, grads):
+        """Keras divides each replica's loss by n: undone here, before Keras'
+        clipping, so that `clipnorm` / `clipvalue` / `global_clipnorm` act on
+        the gradient of the replica's own shard at the threshold asked."""
         n = self.num_replicas
+        if n == 1:
+            return grads
+        return [None if g is None else tf.convert_to_tensor(g) * tf.cast(n, g.dtype) for g in grads]
+
+    def _chain_phase(self, grads_and_vars, scalars):
+        """Replica context: each replica's own chain step on its own gradient
+        (`_own_gradients`); no all-reduce."""
         for gradient, variable in grads_and_vars:
             if gradient is None:
                 continue
-            gradient = tf.convert_to_tensor(gradient)
-            if n > 1:
-                gradient = gradient * tf.cast(n, gradient.dtype)
-            self._chain_update(variable, gradient, scalars)
+            self._chain_update(variable, tf.convert_to_tensor(gradient), scalars)
 
     def _noise_offset(self):
         """The noise is keyed by replica as well: replica 0 draws the stream of
@@ -238,7 +250,10 @@ class ReplicaLocalCoupling:
         Saved mid-epoch with the probes in the model (a checkpoint callback
         without `AnchorSwap`), the model's file gets their mean: the replicas'
         own probes are stored here too, and loading puts them in `held_probe`
-        with `anchor_in_model` set, so the next step swaps them back exactly."""
+        with `anchor_in_model` set, so the next step swaps them back exactly.
+        Not built yet (e.g. `pickle.dumps` of a new optimizer): Keras' layout."""
+        if not self.built:
+            return super().save_own_variables(store)
         for i, variable in enumerate(self.variables):
             store[str(i)] = (distribute.stack_components(variable) if i in self._per_replica_indices
                              else variable.numpy())
@@ -249,6 +264,8 @@ class ReplicaLocalCoupling:
 
     def load_own_variables(self, store):
         if not self.built:
+            if "replicas" not in store:  # written before it was built (Keras' layout): nothing per replica
+                return super().load_own_variables(store)
             warnings.warn(f"{type(self).__name__}: not built, the saved state was not loaded.", stacklevel=2)
             return
         if "replicas" not in store:
@@ -258,7 +275,9 @@ class ReplicaLocalCoupling:
         if saved != self.num_replicas:
             raise ValueError(
                 f"{type(self).__name__}: the saved state holds {saved} replicas' weights, but the "
-                f"strategy now has {self.num_replicas} replicas; resume with {saved} replicas.")
+                f"strategy now has {self.num_replicas} replica(s). To resume training, load under "
+                f"`with control_opt.replica_local(strategy):` with a strategy of {saved} replicas; to use the "
+                "model (its weights are the center), pass `compile=False` to `keras.models.load_model`.")
         probes = "probe_0" in store
         expected = len(self.variables) + 1 + (len(self._trainable_variables) if probes else 0)
         if len(store.keys()) != expected:
@@ -307,6 +326,27 @@ class ElasticSGD(anchored.MomentumOuterStep, ReplicaLocalCoupling, anchored.Anch
       seed: accepted for a uniform interface (Elastic-SGD draws no noise).
       **kwargs: the Keras optimizer arguments (`name`, `clipnorm`, ...).
 
+    Momentum form: `v <- m v + d_a`, `x_a <- x_a - eta (d_a + m v)` (Nesterov)
+    or `x_a - eta v`, the form of `torch.optim.SGD` and of the Parle authors'
+    outer loop, buffer from 0; the rate multiplies outside the buffer. At a
+    constant rate this is Keras' SGD; under a schedule with momentum it is
+    this form, not Keras' (which puts the rate inside its buffer).
+    EASGD's EAMSGD puts only the gradient under the momentum and moves the
+    center simultaneously with the replicas; here the elastic force is under
+    the momentum too and the center moves first (module docstring).
+
+    Keras' options act per replica on the gradient of its own shard:
+    `clipnorm` / `clipvalue` / `global_clipnorm` at the threshold asked,
+    decoupled `weight_decay` as in Keras' SGD (tested on 2 replicas against
+    Keras' SGD on each shard).
+
+    State per replica (BENCHMARKS.md, "Optimizer state per parameter"): the
+    momentum, the center, and three more model-sized buffers than EASGD needs:
+    the anchor slot (equal to the weights between steps), the last gradient
+    (the chain statistic of the shared anchored core, read at the merge), and
+    `held_probe` (x_a while the center is in the model). They come from the
+    anchored core's anchor / probe layout; not yet reduced.
+
     What the model holds: during `fit`, replica a's `x_a` (`get_weights()`
     returns their mean); after `fit`, and at epoch ends with `AnchorSwap`,
     the center on every replica: `mean_a x_a` (`center_moving_rate=None`) or
@@ -315,6 +355,7 @@ class ElasticSGD(anchored.MomentumOuterStep, ReplicaLocalCoupling, anchored.Anch
     """
 
     _L2_ON_CONTROL = False  # the control already holds the L2-carrying gradient
+    _OUTER_FROM_PROBE = True  # x_a is both; Keras' decoupled weight decay has acted on the model's copy
 
     def __init__(self, learning_rate=0.1, momentum=0.9, nesterov=True, rho=None, communication_period=1,
                  center_moving_rate=None, l2=0.0, seed=None, name="elastic_sgd", **kwargs):
@@ -362,13 +403,14 @@ class ElasticSGD(anchored.MomentumOuterStep, ReplicaLocalCoupling, anchored.Anch
             if self.center_moving_rate is not None:
                 rate = self.center_moving_rate * self.num_replicas
                 old = self._per_replica_reads(self._centers)
-                mean = [[c + tf.cast(rate, c.dtype) * (m - c) for c, m in zip(cs, ms)] for cs, ms in zip(old, mean)]
+                # A Python float times a tensor is converted in the tensor's dtype (no float32 rounding).
+                mean = [[c + rate * (m - c) for c, m in zip(cs, ms)] for cs, ms in zip(old, mean)]
             self._assign_centers(mean)
 
         tf.cond(tf.equal(step % self.communication_period, 0), sync, lambda: None)
         rho = self._resolved_rho()
         return self._coupled_controls(distribution, controls, self._per_replica_reads(self._centers),
-                                      lambda r, dtype: tf.cast(rho, dtype))
+                                      lambda r, dtype: tf.constant(rho, dtype))
 
     def _report(self, distribution):
         if self.center_moving_rate is not None:

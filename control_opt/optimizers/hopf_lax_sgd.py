@@ -26,10 +26,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from control_opt.formulas import local_entropy
+from control_opt.formulas import local_entropy, proximal
 from control_opt._internal import checks
 from control_opt.optimizers import anchored
-from control_opt.pde import pointwise
 
 __all__ = ["HopfLaxSGD"]
 
@@ -48,7 +47,9 @@ class HopfLaxSGD(anchored.MomentumOuterStep, anchored.AnchoredOptimizer):
       mean_decay: beta1, the damping of the fixed-point iteration (0.75, the authors').
       l2: coupled L2 weight decay, added to every inner gradient.
       seed: unused by the (noiseless) chain; kept for a uniform config.
-      **kwargs: the Keras optimizer arguments.
+      **kwargs: the Keras optimizer arguments; `weight_decay` is refused (it
+        would act on the probe, which the next inner step recomputes from the
+        anchor): use `l2`.
 
     Defaults: `inner_steps=10`, `mean_decay=0.75` are the authors'. The others
     were chosen on MNIST-1D (CNN, batch 100, 6000 gradient evaluations, seed 0,
@@ -64,6 +65,11 @@ class HopfLaxSGD(anchored.MomentumOuterStep, anchored.AnchoredOptimizer):
 
     def __init__(self, learning_rate=2.0, momentum=0.0, nesterov=False, inner_steps=10, gamma=1.0,
                  scoping=1e-3, mean_decay=0.75, l2=0.0, seed=None, name="hopf_lax_sgd", **kwargs):
+        if kwargs.get("weight_decay"):
+            raise ValueError(
+                f"`weight_decay` is not supported by HopfLaxSGD (received weight_decay={kwargs['weight_decay']!r}): "
+                "Keras' decoupled decay acts on the probe, which every inner step recomputes from the anchor "
+                "(`w' = w - t p`), so it would never act. Use the coupled `l2` instead.")
         super().__init__(learning_rate, inner_steps=1, l2=l2, seed=seed, name=name, **kwargs)
         self._init_outer(momentum, nesterov)
         self._inner_steps = self.inner_steps = checks.check_int("inner_steps", inner_steps)
@@ -94,7 +100,7 @@ class HopfLaxSGD(anchored.MomentumOuterStep, anchored.AnchoredOptimizer):
     def _chain_step(self, index, gradient, probe, anchor, slots, scalars):
         (p,) = slots
         p_new = local_entropy.running_mean(p, gradient, scalars.chain[probe.dtype.name]["decay"])
-        new_probe = pointwise.proximal_probe(anchor, scalars.chain[probe.dtype.name]["t"], p_new)
+        new_probe = proximal.proximal_probe(anchor, scalars.chain[probe.dtype.name]["t"], p_new)
         return new_probe, (p_new,)
 
     def _chain_reset(self, anchor):

@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from control_opt._internal import checks
 from control_opt.formulas.local_entropy import running_mean
+from control_opt.formulas.proximal import proximal_probe
 
 __all__ = [
     "MoreauEnvelopeResults",
@@ -131,12 +132,6 @@ def _check_batch_dims(w, batch_dims):
         raise ValueError(f"the parts of `w` must share their {batch_dims} leading batch axes "
                          f"(`batch_dims`), got batch shapes {sorted(batch_shapes, key=str)}.")
     return batch_dims
-
-
-def proximal_probe(w, t, p):
-    """The probe `w' = w - t p` (the proximal point when p = p*), per part,
-    with `t` cast to each part's dtype. HopfLaxSGD's inner step calls it too."""
-    return tf.nest.map_structure(lambda wi, pi: wi - tf.cast(t, wi.dtype) * pi, w, p)
 
 
 def proximal_point(

@@ -1,0 +1,159 @@
+"""Run on 2 logical CPU devices in a fresh process: `python options_script.py OUT.json`.
+
+The checks of tests/distribute/test_replica_options.py (logical devices must be
+set before TensorFlow starts): Parle against the float64 transcription of the
+authors' code (`parle_code.py`), and Keras' options on the replica-local
+optimizers. Writes what it measured to JSON.
+"""
+
+import json
+import os
+import pickle
+import sys
+
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+N = 2
+tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                           [tf.config.LogicalDeviceConfiguration()] * N)
+
+import keras  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import control_opt  # noqa: E402
+from control_opt import distribute  # noqa: E402
+from tests.distribute import parle_code  # noqa: E402
+
+STRATEGY = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(N)])
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
+SHARD = 8  # examples per replica per step
+results = {}
+
+
+def data(steps, seed=0, dtype="float64"):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(steps * SHARD * N, 6)).astype(dtype)
+    y = (x @ rng.normal(size=(6,)) > 0).astype("int32")
+    return x, y
+
+
+def build(make_optimizer, dtype="float64", batch_norm=False, strategy=STRATEGY):
+    with control_opt.replica_local(strategy):
+        keras.utils.set_random_seed(0)
+        layers = [keras.Input((6,), dtype=dtype), keras.layers.Dense(8, activation="tanh", dtype=dtype)]
+        if batch_norm:
+            layers.append(keras.layers.BatchNormalization(dtype=dtype))
+        layers.append(keras.layers.Dense(2, dtype=dtype))
+        model = keras.Sequential(layers)
+        model.compile(optimizer=make_optimizer(), loss=LOSS, jit_compile=False)
+    return model
+
+
+def fit(model, x, y, **kwargs):
+    model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(SHARD * N), epochs=1, verbose=0, shuffle=False,
+              **kwargs)
+    return model
+
+
+def replica_values(variables):
+    """`[n][tensor]`: each replica's value of each variable."""
+    stacked = [distribute.stack_components(v) for v in variables]
+    return [[s[a] for s in stacked] for a in range(N)]
+
+
+def max_diff(first, second):
+    return max(float(np.max(np.abs(np.asarray(p) - np.asarray(q))))
+               for a, b in zip(first, second) for p, q in zip(a, b))
+
+
+# 1. Parle against the authors' code, float64, 2 replicas, L = 3, 5 outer steps, scoping off and on.
+L, OUTER = 3, 5
+x, y = data(L * OUTER)
+HYPER = dict(learning_rate=0.25, langevin_learning_rate=0.125, momentum=0.9, langevin_momentum=0.9, gamma=0.3,
+             rho=0.2, gamma_max=1.0, rho_max=10.0, mean_decay=0.75)
+
+
+def shard(step, replica):
+    rows = slice(step * SHARD * N + replica * SHARD, step * SHARD * N + (replica + 1) * SHARD)
+    return x[rows], y[rows]
+
+
+parle_results = {}
+for scoping in (0.0, 0.2):
+    for authors_code in (True, False):
+        model = build(lambda: control_opt.Parle(langevin_steps=L, scoping=scoping, authors_code=authors_code,
+                                                seed=0, **HYPER))
+        initial = replica_values(model.trainable_variables)
+        fit(model, x, y)
+        library = replica_values(model.optimizer.anchors)
+        departures = () if authors_code else parle_code.DEPARTURES
+        reference = parle_code.parle(initial, shard, steps=L * OUTER, L=L, scoping=scoping, departures=departures,
+                                     **HYPER)
+        parle_results[f"authors_code={authors_code},scoping={scoping}"] = {
+            "diff": max_diff(library, reference),
+            "replicas_differ": max_diff([library[0]], [library[1]]),
+            "moved": max_diff(library, initial)}
+results["parle_code"] = parle_results
+
+
+
+# 2. Keras' options on replica-local optimizers: replica a equals Keras' SGD on its own shard.
+def per_shard_keras(make_keras, x, y, init):
+    """`[n][tensor]`: Keras' optimizer run on each replica's shard alone, from `init`, no strategy."""
+    out = []
+    for a in range(N):
+        rows = np.concatenate([np.arange(s * SHARD * N + a * SHARD, s * SHARD * N + (a + 1) * SHARD)
+                               for s in range(len(x) // (SHARD * N))])
+        model = keras.Sequential([keras.Input((6,), dtype="float64"),
+                                  keras.layers.Dense(8, activation="tanh", dtype="float64"),
+                                  keras.layers.Dense(2, dtype="float64")])
+        model.set_weights(init)
+        model.compile(optimizer=make_keras(), loss=LOSS, jit_compile=False)
+        model.fit(x[rows], y[rows], batch_size=SHARD, epochs=1, verbose=0, shuffle=False)
+        out.append(model.get_weights())
+    return out
+
+
+x4, y4 = data(4, seed=1)
+sgd = dict(learning_rate=0.25, momentum=0.9, nesterov=True)
+options = {}
+for option, value in [("clipnorm", 0.05), ("clipvalue", 0.02), ("global_clipnorm", 0.05), ("weight_decay", 0.5)]:
+    model = build(lambda: control_opt.ElasticSGD(rho=0.0, **sgd, **{option: value}))
+    init = [v.numpy() for v in model.trainable_variables]
+    fit(model, x4, y4)
+    ours = replica_values(model.optimizer.anchors)
+    options[option] = {
+        "diff": max_diff(ours, per_shard_keras(lambda: keras.optimizers.SGD(**sgd, **{option: value}), x4, y4, init)),
+        # the control: twice the threshold (what Keras' 1/n loss scaling made of it), and the option off
+        "diff_doubled": max_diff(ours, per_shard_keras(
+            lambda: keras.optimizers.SGD(**sgd, **{option: 2 * value}), x4, y4, init)),
+        "diff_off": max_diff(ours, per_shard_keras(lambda: keras.optimizers.SGD(**sgd), x4, y4, init))}
+results["options"] = options
+
+# 3. Errors that name the fix.
+errors = {}
+optimizer = control_opt.ElasticSGD()  # made outside the strategy
+try:
+    fit(build(lambda: optimizer, dtype="float32"), *data(1, dtype="float32"))
+except Exception as error:  # noqa: BLE001 - the message is what is checked
+    errors["optimizer_outside"] = f"{type(error).__name__}: {error}"
+model = fit(build(lambda: control_opt.Parle(langevin_steps=2), dtype="float32"), *data(2, dtype="float32"))
+path = os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), "parle.keras")
+model.save(path)
+try:
+    keras.models.load_model(path)
+except Exception as error:  # noqa: BLE001
+    errors["load_without_strategy"] = f"{type(error).__name__}: {error}"
+loaded = keras.models.load_model(path, compile=False)
+errors["compile_false_is_the_center"] = max(float(np.max(np.abs(a - b)))
+                                             for a, b in zip(loaded.get_weights(), model.get_weights()))
+results["errors"] = errors
+
+if __name__ == "__main__":
+    with open(sys.argv[1], "w") as f:
+        json.dump(results, f, indent=1)
+    print("OPTIONS_OK")

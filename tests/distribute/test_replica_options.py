@@ -1,0 +1,62 @@
+"""Parle against the authors' code, and Keras' options on the replica-local optimizers, on 2 replicas.
+
+`options_script.py` runs every check in one fresh process with 2 logical CPU
+devices (they must be set before TensorFlow starts) and writes what it
+measured to JSON; each test below asserts one property of it.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    out = tmp_path_factory.mktemp("options") / "results.json"
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "options_script.py"), str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    assert "OPTIONS_OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("scoping", ["0.0", "0.2"])
+def test_authors_code_is_the_authors_step(measured, scoping):
+    # Float64, 2 replicas, L = 3, 5 outer steps; scoping 0.2 reaches gamma's cap within the run.
+    run = measured["parle_code"][f"authors_code=True,scoping={scoping}"]
+    assert run["diff"] < 1e-12
+    assert run["replicas_differ"] > 1e-2 and run["moved"] > 1e-1  # the check is not vacuous
+
+
+@pytest.mark.parametrize("scoping", ["0.0", "0.2"])
+def test_default_is_the_code_with_its_five_declared_departures(measured, scoping):
+    run = measured["parle_code"][f"authors_code=False,scoping={scoping}"]
+    assert run["diff"] < 1e-12
+    assert run["replicas_differ"] > 1e-2
+
+
+@pytest.mark.parametrize("option", ["clipnorm", "clipvalue", "global_clipnorm", "weight_decay"])
+def test_keras_option_acts_per_replica_as_in_keras_sgd_on_the_shard(measured, option):
+    # ElasticSGD(rho=0) on 2 replicas: replica a is Keras' SGD with the same option on its own shard.
+    run = measured["options"][option]
+    assert run["diff"] < 1e-7
+    # Controls: twice the threshold (what the 1/n loss scaling used to make of it), and the option off
+    # (weight decay used to be overwritten by the outer step).
+    assert run["diff_doubled"] > 1e-2 and run["diff_off"] > 1e-2
+
+
+def test_optimizer_made_outside_the_strategy_names_the_fix(measured):
+    message = measured["errors"]["optimizer_outside"]
+    assert message.startswith("ValueError") and "replica_local(strategy)" in message
+
+
+def test_loading_a_replica_local_model_without_a_strategy_names_the_fix(measured):
+    message = measured["errors"]["load_without_strategy"]
+    assert "compile=False" in message and "replica_local(strategy)" in message
+    assert measured["errors"]["compile_false_is_the_center"] == 0.0
