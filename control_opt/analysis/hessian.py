@@ -167,28 +167,36 @@ class HessianEigenvalues(NamedTuple):
 
 
 def hessian_eigenvalues(model, loss=None, x=None, y=None, *, k=5, which="top", num_steps=None, seed=None,
-                        chunk_size=None, method="forward_over_reverse", return_eigenvectors=False, verbose=False):
+                        chunk_size=None, method="forward_over_reverse", return_eigenvectors=False, verbose=False,
+                        tol=None):
     """Extreme eigenvalues of the Hessian by float64 Lanczos with full reorthogonalization.
 
-    One Lanczos run of `num_steps` steps (default `min(P, max(4k, k + 40))`)
-    from a Gaussian start vector; the Ritz values at both ends of the
-    spectrum come from the same run (`which="both"`).
+    One Lanczos run from a Gaussian start vector; the Ritz values at both
+    ends of the spectrum come from the same run (`which="both"`). By default
+    at most `min(P, max(4k, k + 40))` steps, ending once the requested Ritz
+    values have estimated residuals at most `tol * |theta_max|` (`tol`
+    default 1e-5; at least `max(2k, k + 10)` steps): on LeNet over 4096
+    examples the top 10 take about 30 steps instead of 50. With `num_steps`
+    given, exactly that many steps (unless `tol` is given too).
 
     Args:
       model, loss, x, y: a Keras model and its data; or `model` a
         `LinearOperator` / symmetric matrix and the rest None.
       k: how many eigenvalues at each requested end.
       which: "top", "bottom" or "both".
-      num_steps: Lanczos steps (clipped to `P`).
+      num_steps: Lanczos steps (clipped to `P`); default: see above.
       seed: integer seed of the start vector.
       return_eigenvectors: also return the Ritz vectors.
+      tol: relative residual at which the run stops (see above).
 
     Returns:
       `HessianEigenvalues`.
     """
     op = _operator(model, loss, x, y, chunk_size, method, verbose)
+    given = num_steps
     k, num_steps = _lanczos.check_eigen_arguments(k, which, num_steps, op.dim, ("top", "bottom", "both"))
-    result = _lanczos.lanczos(op, num_steps, seed=seed, keep_basis=return_eigenvectors, verbose=verbose)
+    num_steps, stop = _lanczos.stopping_rule(k, which, num_steps if given is not None else None, tol, op.dim)
+    result = _lanczos.lanczos(op, num_steps, seed=seed, keep_basis=return_eigenvectors, verbose=verbose, stop=stop)
     theta, s = _lanczos.tridiagonal_eigh(result)
     out = {}
     for end, order in (("top", np.argsort(theta)[::-1]), ("bottom", np.argsort(theta))):
