@@ -45,7 +45,7 @@ from bench.report import machine_line, markdown_table, write_section  # noqa: E4
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results", "analysis_scale.json")
-ROWS = ("lenet_hessian", "lenet_diffusion", "allcnn_diffusion", "pyhessian")
+ROWS = ("hvp_profile", "lenet_hessian", "lenet_diffusion", "allcnn_diffusion", "pyhessian")
 
 
 def _peak_mb():
@@ -118,11 +118,40 @@ def measure(row, args):
     elif row == "pyhessian":
         out.update(_pyhessian(args))
         return out
+    elif row == "hvp_profile":
+        out.update(_hvp_profile(args))
+        return out
     else:
         raise ValueError(row)
     out.update(dim=int(sum(np.prod(v.shape) for v in model.trainable_variables)), n=args.n,
                gradient_seconds=[g0, g1], peak_mb=_peak_mb())
     return out
+
+
+def _hvp_profile(args, repeats=5):
+    """Where a product's time goes: one gradient, a Hessian-vector product by each method (flat float64 in
+    and out), and the float64 NumPy round trip alone, interleaved; medians of per-round ratios to the gradient."""
+    from control_opt import analysis
+    from control_opt.analysis._problem import ModelProblem
+
+    model, loss, x, y = _setup("lenet", args.n)
+    problem = ModelProblem(model, loss, x, y)
+    v = np.random.default_rng(0).standard_normal(problem.dim)
+    ops = {m: analysis.hessian_operator(model, loss, x, y, method=m)
+           for m in ("forward_over_reverse", "double_backward")}
+    cases = {"gradient": problem.gradient,
+             "HVP forward_over_reverse": lambda: ops["forward_over_reverse"].matvec(v),
+             "HVP double_backward": lambda: ops["double_backward"].matvec(v),
+             "float64 round trip": lambda: problem.flatten(problem.unflatten(v)).numpy().astype(np.float64)}
+    for fn in cases.values():
+        fn()
+    times = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            times[name].append(_timed(fn)[1])
+    grad = np.array(times["gradient"])
+    return dict(n=args.n, repeats=repeats, seconds={k: float(np.median(t)) for k, t in times.items()},
+                ratio={k: float(np.median(np.array(t) / grad)) for k, t in times.items()})
 
 
 def _torch_lenet(model):
@@ -221,7 +250,7 @@ def _pyhessian(args):
 def _run_row(row, args):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [sys.executable, "-m", "bench.bench_analysis_scale", "--measure", row, "--n",
-           str(4096 if row.startswith("lenet") else 1024), "--max_memory", str(args.max_memory),
+           str(1024 if row.startswith("allcnn") else 4096), "--max_memory", str(args.max_memory),
            "--pyhessian_n", str(args.pyhessian_n), "--trace_probes", str(args.trace_probes),
            "--reference_trace_probes", str(args.reference_trace_probes)]
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=6 * 3600)
@@ -267,6 +296,12 @@ def report(records):
           "(relative); the eigenvalue is within it of an eigenvalue of the matrix.\n\n"
           + markdown_table(["network (weights)", "examples", "computation", "products", "cost [gradients]",
                             "wall [s]", "max relative residual", "peak RSS [MB]"], rows))
+    if "hvp_profile" in records:
+        r = records["hvp_profile"]
+        md += (f"\n\nWhere a Hessian-vector product's time goes (LeNet, {r['n']} examples, one chunk; row "
+               f"`hvp_profile`, {r['repeats']} interleaved rounds, median of per-round ratios to one gradient):\n\n"
+               + markdown_table(["computation", "median [s]", "gradients"],
+                                [[k, f"{r['seconds'][k]:.3f}", f"{r['ratio'][k]:.2f}"] for k in r["seconds"]]))
     if "pyhessian" in records:
         r = records["pyhessian"]
         ref = r["reference"]
@@ -319,6 +354,8 @@ def main():
     parser.add_argument("--pyhessian_n", type=int, default=512)
     parser.add_argument("--trace_probes", type=int, default=50)
     parser.add_argument("--reference_trace_probes", type=int, default=100)
+    parser.add_argument("--results", default=RESULTS,
+                        help="JSON file of the rows (comma-separated files are merged for --report)")
     parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=4096, help=argparse.SUPPRESS)
     parser.add_argument("--chunk_size", type=int, default=None, help=argparse.SUPPRESS)
@@ -329,15 +366,20 @@ def main():
         logging.set_verbosity(logging.INFO)
         print("RESULT " + json.dumps(measure(args.measure, args)), flush=True)
         return
-    records = json.load(open(RESULTS)) if os.path.exists(RESULTS) else {}
+    records = {}
+    for path in args.results.split(","):
+        if os.path.exists(path):
+            with open(path) as f:
+                records.update(json.load(f))
     if not args.report:
+        path = args.results.split(",")[0]
         for row in args.rows.split(","):
             records[row] = _run_row(row, args)
             print(json.dumps(records[row]), flush=True)
-            os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-            with open(RESULTS + ".tmp", "w") as f:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path + ".tmp", "w") as f:
                 json.dump(records, f, indent=1)
-            os.replace(RESULTS + ".tmp", RESULTS)
+            os.replace(path + ".tmp", path)
     md = report(records)
     if not args.no_write:
         write_section("analysis_scale", md)
