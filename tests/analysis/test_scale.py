@@ -7,17 +7,10 @@ from control_opt import analysis
 from control_opt.analysis import block_krylov, gram, progress
 from control_opt.analysis._problem import ModelProblem
 from control_opt.analysis.diffusion import plan_route
+from tests.analysis.models import dense_covariance as _dense_d
 from tests.analysis.models import dense_hessian, loop_gradients, small_classifier
 
-
-@pytest.fixture(scope="module")
-def problem():
-    return small_classifier()
-
-
-def _dense_d(jac):
-    centered = jac - jac.mean(axis=0)
-    return centered.T @ centered / jac.shape[0]
+problem = pytest.fixture(scope="module", name="problem")(small_classifier)
 
 
 def _spectrum_matrix(eigenvalues, seed=0):
