@@ -28,6 +28,7 @@ measured in the same run, are what to compare, not the wall times.
 """
 
 import argparse
+import inspect
 import json
 import os
 import resource
@@ -103,6 +104,7 @@ def measure(row, args):
             out[f"top{k}"] = dict(values=eig.top.tolist(), residuals=eig.top_residuals.tolist(),
                                   steps=eig.num_steps, seconds=seconds)
         g1 = timer()
+        out["hvp_method"] = inspect.signature(analysis.hessian_eigenvalues).parameters["method"].default
     elif row in ("lenet_diffusion", "allcnn_diffusion"):
         name, k = ("lenet", 100) if row == "lenet_diffusion" else ("allcnn_bn", 10)
         model, loss, x, y = _setup(name, args.n)
@@ -271,11 +273,12 @@ def _rel(values, reference):
 
 def report(records):
     rows = []
-    if "lenet_hessian" in records:
-        r = records["lenet_hessian"]
+    for key in sorted(key for key in records if key.startswith("lenet_hessian")):
+        r = records[key]
+        method = r.get("hvp_method", key[len("lenet_hessian"):].strip("_") or "default")
         for k in (1, 10):
             t = r[f"top{k}"]
-            rows.append([f"LeNet ({r['dim']:,})", r["n"], f"Hessian top-{k} (Lanczos, default stop)",
+            rows.append([f"LeNet ({r['dim']:,})", r["n"], f"Hessian top-{k} (Lanczos, default stop, {method} HVP)",
                          f"{t['steps']} products", f"{_grads(t['seconds'], r):.0f}", f"{t['seconds']:.0f}",
                          f"{max(t['residuals']) / t['values'][0]:.1e} (Lanczos estimate)", f"{r['peak_mb']:.0f}"])
     for key, label in (("lenet_diffusion", "LeNet"), ("allcnn_diffusion", "All-CNN-BN")):
@@ -358,6 +361,7 @@ def main():
     parser.add_argument("--reference_trace_probes", type=int, default=100)
     parser.add_argument("--results", default=RESULTS,
                         help="JSON file of the rows (comma-separated files are merged for --report)")
+    parser.add_argument("--notes", default=None, help="a markdown file appended to the section")
     parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=4096, help=argparse.SUPPRESS)
     parser.add_argument("--chunk_size", type=int, default=None, help=argparse.SUPPRESS)
@@ -383,6 +387,9 @@ def main():
                 json.dump(records, f, indent=1)
             os.replace(path + ".tmp", path)
     md = report(records)
+    if args.notes:
+        with open(args.notes) as f:
+            md += "\n\n" + f.read().strip()
     if not args.no_write:
         write_section("analysis_scale", md)
     print(md)
