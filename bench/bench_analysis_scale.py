@@ -266,6 +266,12 @@ def _grads(seconds, record):
     return seconds / statistics.mean(record["gradient_seconds"])
 
 
+def _gradient_range(record):
+    """The gradient's seconds timed before / after the computation (their spread is the load's)."""
+    g0, g1 = record["gradient_seconds"]
+    return f"{g0:.1f} / {g1:.1f}"
+
+
 def _rel(values, reference):
     values, reference = np.asarray(values, float), np.asarray(reference, float)[: len(values)]
     return float(np.max(np.abs(values - reference) / np.abs(reference)))
@@ -279,7 +285,8 @@ def report(records):
         for k in (1, 10):
             t = r[f"top{k}"]
             rows.append([f"LeNet ({r['dim']:,})", r["n"], f"Hessian top-{k} (Lanczos, default stop, {method} HVP)",
-                         f"{t['steps']} products", f"{_grads(t['seconds'], r):.0f}", f"{t['seconds']:.0f}",
+                         f"{t['steps']} products", f"{_grads(t['seconds'], r):.0f}", _gradient_range(r),
+                         f"{t['seconds']:.0f}",
                          f"{max(t['residuals']) / t['values'][0]:.1e} (Lanczos estimate)", f"{r['peak_mb']:.0f}"])
     for key, label in (("lenet_diffusion", "LeNet"), ("allcnn_diffusion", "All-CNN-BN")):
         if key in records:
@@ -287,7 +294,8 @@ def report(records):
             residual = "exact (eigh)" if r["residuals"] is None else f"{max(r['residuals']) / r['values'][0]:.1e}"
             rows.append([f"{label} ({r['dim']:,})", r["n"], f"D top-{r['k']} ({r['method']} route, auto)",
                          f"{r['products']} products, {r['passes']} Jacobian passes",
-                         f"{_grads(r['seconds'], r):.0f}", f"{r['seconds']:.0f}", residual, f"{r['peak_mb']:.0f}"])
+                         f"{_grads(r['seconds'], r):.0f}", _gradient_range(r), f"{r['seconds']:.0f}", residual,
+                         f"{r['peak_mb']:.0f}"])
     md = ("## Analysis at the papers' scale (control_opt.analysis, issue 21)\n\n"
           "Command: `python -m bench.bench_analysis_scale` (rows `lenet_hessian`, `lenet_diffusion`, "
           f"`allcnn_diffusion`, `pyhessian`). {machine_line()} CPU only. Random images with random labels, "
@@ -298,7 +306,7 @@ def report(records):
           "row's own process (TensorFlow included). Residual = the largest residual over the top eigenvalue "
           "(relative); the eigenvalue is within it of an eigenvalue of the matrix.\n\n"
           + markdown_table(["network (weights)", "examples", "computation", "products", "cost [gradients]",
-                            "wall [s]", "max relative residual", "peak RSS [MB]"], rows))
+                            "gradient before / after [s]", "wall [s]", "max relative residual", "peak RSS [MB]"], rows))
     if "hvp_profile" in records:
         r = records["hvp_profile"]
         md += (f"\n\nWhere a Hessian-vector product's time goes (LeNet, {r['n']} examples, one chunk; row "
