@@ -43,11 +43,15 @@ import tensorflow as tf
 from absl import logging
 
 from control_opt._internal import checks
+from control_opt.analysis import block_krylov as _block_krylov
 from control_opt.analysis import lanczos as _lanczos
+from control_opt.analysis import memory as _memory
 from control_opt.analysis._problem import LinearOperator, ModelProblem
+from control_opt.analysis.gram import GramOperator
 from control_opt.analysis.per_example import jacobian_chunks
 
-__all__ = ["DiffusionSpectrum", "diffusion_operator", "diffusion_spectrum", "sgd_temperature", "spectrum_summary"]
+__all__ = ["DiffusionSpectrum", "RoutePlan", "diffusion_operator", "diffusion_spectrum", "plan_route", "sgd_temperature",
+           "spectrum_summary"]
 
 _FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
@@ -88,7 +92,12 @@ class DiffusionSpectrum(NamedTuple):
         (operator route) and all of them exceed a threshold, so the counts
         are lower bounds.
       gradient: the full-batch gradient `gbar`, flat.
-      dim: `P`. num_examples: `N`. method: "gram" or "operator".
+      dim: `P`. num_examples: `N`. method: "gram", "krylov" or "operator".
+      residuals: the certificate of each eigenvalue (krylov and operator
+        routes; None on the exact Gram route): an eigenvalue of `G` (krylov,
+        the same nonzero spectrum as `D`) or of `D` (operator) lies within it.
+      num_products: products with `G` or `D` used (None on the Gram route).
+      num_passes: passes over the data computing per-example gradients.
     """
 
     eigenvalues: Any
@@ -110,6 +119,9 @@ class DiffusionSpectrum(NamedTuple):
     dim: int
     num_examples: int
     method: str
+    residuals: Any = None
+    num_products: Any = None
+    num_passes: Any = None
 
 
 def spectrum_summary(eigenvalues, dim, *, eps=_FLOAT32_EPS, rtol=1e-3):
@@ -284,14 +296,75 @@ def _per_example_trace(problem, verbose):
     return sum_sq / problem.num_examples - float(np.sum((gradient - shift) ** 2)), gradient
 
 
+_GRAM_FLOPS = 2e11  # "auto" takes the exact Gram route below this many flops (N^2 P): seconds on a CPU
+_JACOBIAN_COPIES = 4  # working copies of a chunk's per-example gradients (pfor temporaries, centering)
+_MAX_CHUNK = 256  # default examples per chunk when the data does not fit at once
+
+
+class RoutePlan(NamedTuple):
+    """The route `diffusion_spectrum` takes and the memory it plans for (bytes).
+
+    `needs` maps each route to its estimated peak (beyond the model and the
+    data); `budget` is what it may use; `chunk_size` the examples per chunk.
+    """
+
+    method: str
+    chunk_size: int
+    needs: dict
+    budget: int
+    cache_bytes: int
+
+
+def plan_route(num_examples, dim, k, *, method="auto", itemsize=4, chunk_size=None, num_steps=None,
+               max_gram_examples=10_000, max_memory=None, block_size=None):
+    """Chooses the route of `diffusion_spectrum` from `N`, `P`, `k` and the memory (see its docstring).
+
+    Raises:
+      MemoryError: no route fits in the budget (or the requested one does not).
+    """
+    n, p = int(num_examples), int(dim)
+    budget = _memory.resolve_budget(max_memory)
+    if chunk_size is None:
+        chunk_size = int(min(n, _MAX_CHUNK, max(1, budget // 4 // (_JACOBIAN_COPIES * p * itemsize))))
+    chunk = _JACOBIAN_COPIES * chunk_size * p * itemsize
+    block = min(k + 10 if block_size is None else block_size, max(n - 1, 1))
+    steps = num_steps or min(p, max(4 * k, k + 40))
+    blocks = max(2, -(-max(4 * k, k + 40) // block))
+    needs = {
+        "gram": n * p * itemsize + 4 * n * n * 8 + 2 * n * _BLOCK * 8 + chunk,
+        "krylov": p * block * (16 + itemsize) + 2 * n * block * blocks * 8 + chunk,
+        "operator": (steps + 4) * p * 8 + chunk,
+    }
+    fits = {name: need <= budget for name, need in needs.items()}
+    if method == "auto":
+        m_est = min(n - 1, 3 * block)
+        cheap_gram = n * n * p <= _GRAM_FLOPS or n <= 4 * m_est
+        if n <= max_gram_examples and fits["gram"] and cheap_gram:
+            method = "gram"
+        elif fits["krylov"]:
+            method = "krylov"
+        elif fits["operator"]:
+            method = "operator"
+    if method == "auto" or not fits[method]:
+        sizes = ", ".join(f"{name} {_memory.format_bytes(need)}" for name, need in needs.items())
+        asked = "no route" if method == "auto" else f"the {method!r} route"
+        raise MemoryError(
+            f"diffusion_spectrum: {asked} fits in the memory budget of {_memory.format_bytes(budget)} "
+            f"(N = {n} examples, P = {p} weights, k = {k}, {itemsize}-byte floats, chunks of {chunk_size} "
+            f"examples); estimated needs: {sizes}. Use fewer examples, a smaller `chunk_size` or `k`, or a "
+            "larger `max_memory`.")
+    cache = max(0, budget - needs["krylov"]) if method == "krylov" else 0
+    return RoutePlan(method, int(chunk_size), needs, budget, int(cache))
+
+
 def diffusion_spectrum(model, loss, x, y, *, k=10, method="auto", eps=_FLOAT32_EPS, rtol=1e-3, num_steps=None,
                        chunk_size=None, seed=None, return_eigenvectors=False, max_gram_examples=10_000,
-                       verbose=False):
+                       max_memory=None, tol=1e-5, block_size=None, verbose=False):
     """Spectrum, trace, isotropy and numerical rank of SGD's diffusion matrix `D(w)`.
 
     `D = (1/N) sum_i (g_i - gbar)(g_i - gbar)^T`, `g_i` the per-example
     gradients at the model's current weights (inference mode). See the module
-    docstring for the two routes.
+    docstring for the routes.
 
     Example:
       >>> spec = diffusion_spectrum(model, "sparse_categorical_crossentropy", x[:2000], y[:2000], k=20)
@@ -301,18 +374,29 @@ def diffusion_spectrum(model, loss, x, y, *, k=10, method="auto", eps=_FLOAT32_E
     Args:
       model, loss, x, y: a built Keras model, its loss, and `N` examples.
       k: how many top eigenvalues (and eigenvectors) to return.
-      method: "gram" (exact: `N x N` centered Gram matrix; needs `N x P`
-        float64 memory for the Jacobian), "operator" (Lanczos on `D v`, no
-        `N x P` storage), or "auto" (gram if `N <= max_gram_examples`).
+      method: "gram" (exact: the `N x N` centered Gram matrix from the stored
+        `N x P` Jacobian), "krylov" (block Krylov on the Gram matrix, the
+        Jacobian streamed chunk by chunk: `control_opt.analysis.gram`),
+        "operator" (Lanczos on `D v`), or "auto": the Gram route when it fits
+        in memory, `N <= max_gram_examples` and its `N^2 P` flops are few
+        (at most 2e11, or `N` at most four times the Krylov space), else
+        krylov, else operator; never a route whose estimated memory exceeds
+        the budget (a `MemoryError` naming the sizes if none fits).
       eps: machine epsilon for the rank tolerance `lambda_max * P * eps`
         (default float32's, 1.19e-7, as in the paper).
       rtol: relative threshold for `relative_rank`.
       num_steps: Lanczos steps (operator route; default `min(P, max(4k, k + 40))`).
-      chunk_size: examples per chunk.
-      seed: Lanczos start vector seed (operator route).
+      chunk_size: examples per chunk (default: all when they fit, else up to
+        256, as the memory budget allows).
+      seed: start vector / start block seed (operator and krylov routes).
       return_eigenvectors: also return the top `k` eigenvectors.
-      max_gram_examples: the "auto" cut-off.
-      verbose: progress through absl logging.
+      max_gram_examples: the largest `N` "auto" sends to the Gram route.
+      max_memory: the memory budget in bytes (default half of the memory
+        available now, `control_opt.analysis.memory`).
+      tol: krylov route: stop when the top `k` residuals are at most
+        `tol * lambda_max`.
+      block_size: krylov route: columns per block (default `k + 10`).
+      verbose: progress with estimated time left through absl logging.
 
     Returns:
       `DiffusionSpectrum`.
@@ -321,15 +405,22 @@ def diffusion_spectrum(model, loss, x, y, *, k=10, method="auto", eps=_FLOAT32_E
     eps = checks.check_positive("eps", eps)
     rtol = checks.check_positive("rtol", rtol)
     max_gram_examples = checks.check_int("max_gram_examples", max_gram_examples, 1)
-    if method not in ("auto", "gram", "operator"):
-        raise ValueError(f"`method` must be 'auto', 'gram' or 'operator', got {method!r}.")
+    if method not in ("auto", "gram", "krylov", "operator"):
+        raise ValueError(f"`method` must be 'auto', 'gram', 'krylov' or 'operator', got {method!r}.")
     problem = ModelProblem(model, loss, x, y, chunk_size)
     if k > problem.dim:
         raise ValueError(f"`k` ({k}) must not exceed the number of weights ({problem.dim}).")
-    if method == "auto":
-        method = "gram" if problem.num_examples <= max_gram_examples else "operator"
     dim, n = problem.dim, problem.num_examples
-    if method == "gram":
+    plan = plan_route(n, dim, k, method=method, itemsize=problem.dtype.size, chunk_size=chunk_size,
+                      num_steps=num_steps, max_gram_examples=max_gram_examples, max_memory=max_memory,
+                      block_size=block_size)
+    problem.chunk_size = plan.chunk_size
+    if verbose:
+        logging.info("diffusion_spectrum: N = %d, P = %d, k = %d: %s route, chunks of %d examples, budget %s "
+                     "(estimated needs: %s)", n, dim, k, plan.method, plan.chunk_size,
+                     _memory.format_bytes(plan.budget),
+                     ", ".join(f"{a} {_memory.format_bytes(b)}" for a, b in plan.needs.items()))
+    if plan.method == "gram":
         lam, top, vectors, gradient = _gram_route(problem, k, return_eigenvectors, verbose)
         summary = spectrum_summary(lam, dim, eps=eps, rtol=rtol)
         if top.size < k:
@@ -340,16 +431,52 @@ def diffusion_spectrum(model, loss, x, y, *, k=10, method="auto", eps=_FLOAT32_E
                                  summary["eigenvalue_mean"], summary["eigenvalue_std"], summary["isotropy"],
                                  summary["anisotropy"], summary["rank"], summary["rank_fraction"],
                                  summary["rank_tolerance"], eps, summary["relative_rank"], rtol, False, gradient,
-                                 dim, n, "gram")
-    operator = _diffusion_operator(problem, verbose)
-    pairs = _lanczos.lanczos_eigenvalues(operator, k, which="top", num_steps=num_steps, seed=seed,
-                                         return_eigenvectors=return_eigenvectors, verbose=verbose)
-    trace, gradient = _per_example_trace(problem, verbose)
-    top = np.maximum(pairs.eigenvalues, 0.0)
+                                 dim, n, "gram", None, None, 1)
+    if plan.method == "krylov":
+        top, vectors, residuals, trace, gradient, products, passes = _krylov_route(
+            problem, k, plan, tol, block_size, seed, return_eigenvectors, verbose)
+    else:
+        operator = _diffusion_operator(problem, verbose)
+        pairs = _lanczos.lanczos_eigenvalues(operator, k, which="top", num_steps=num_steps, seed=seed,
+                                             return_eigenvectors=return_eigenvectors, verbose=verbose)
+        trace, gradient = _per_example_trace(problem, verbose)
+        top, vectors, residuals = pairs.eigenvalues, pairs.eigenvectors, pairs.residuals
+        products, passes = pairs.num_steps, 1
+    top = np.maximum(top, 0.0)
+    if top.size < k:  # the whole nonzero spectrum (rank D <= N - 1) was found: the rest are zeros
+        top = np.concatenate([top, np.zeros(k - top.size)])
     summary = spectrum_summary(top, dim, eps=eps, rtol=rtol)
     lower = bool(top.size == 0 or top[-1] > min(summary["rank_tolerance"], rtol * top[0]))
     lower = lower and top.size < min(dim, n - 1)
-    return DiffusionSpectrum(top, pairs.eigenvectors, trace, None, trace / dim, None, None,
+    return DiffusionSpectrum(top, vectors, trace, None, trace / dim, None, None,
                              float(top[0] / (trace / dim)) if trace > 0 else float("nan"), summary["rank"],
                              summary["rank_fraction"], summary["rank_tolerance"], eps, summary["relative_rank"], rtol,
-                             lower, gradient, dim, n, "operator")
+                             lower, gradient, dim, n, plan.method, residuals, products, passes)
+
+
+def _krylov_route(problem, k, plan, tol, block_size, seed, return_eigenvectors, verbose):
+    """Top-`k` of `D` by block Krylov on the centered Gram matrix, the Jacobian streamed (module `gram`)."""
+    n = problem.num_examples
+    if n < 2:
+        return np.zeros(0), None, np.zeros(0), 0.0, problem.gradient()[1], 0, 1
+    _, shift = problem.gradient()
+    gram = GramOperator(problem, shift, cache_bytes=plan.cache_bytes, verbose=verbose)
+    ones = np.full((n, 1), 1.0 / np.sqrt(n))  # G 1 = 0: kept out of the space, so never counted
+    kk = min(k, n - 1)
+    result = _block_krylov.block_krylov_eigenvalues(gram, kk, block_size=block_size, tol=tol, seed=seed,
+                                                    exclude=ones, return_eigenvectors=return_eigenvectors,
+                                                    verbose=verbose, what="diffusion matrix, block Krylov")
+    gram.ensure_first_pass()
+    vectors = None
+    if return_eigenvectors:  # v = J_c^T u, normalized (one more pass)
+        vectors = gram.rmatmat(result.eigenvectors)
+        norms = np.linalg.norm(vectors, axis=0)
+        vectors = vectors / np.where(norms > 0, norms, 1.0)
+        if vectors.shape[1] < k:
+            vectors = np.concatenate([vectors, np.full((problem.dim, k - vectors.shape[1]), np.nan)], axis=1)
+    if verbose:
+        logging.info("diffusion_spectrum (krylov): %d products with G in %d blocks, %d passes over the data, "
+                     "%d chunk evaluations; largest residual %.3g", result.num_products, result.num_blocks,
+                     gram.num_passes, gram.num_chunk_evaluations, float(np.max(result.residuals)))
+    return (result.eigenvalues, vectors, result.residuals, gram.trace, gram.gradient, result.num_products,
+            gram.num_passes)

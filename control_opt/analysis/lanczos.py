@@ -27,12 +27,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.linalg
-from absl import logging
-
 from control_opt._internal import checks
 from control_opt.analysis._problem import as_operator
+from control_opt.analysis.memory import default_budget, format_bytes
+from control_opt.analysis.progress import Progress
 
-__all__ = ["LanczosResult", "RitzPairs", "lanczos", "lanczos_eigenvalues", "ritz_residuals"]
+__all__ = ["LanczosResult", "RitzPairs", "converged_ritz_values", "lanczos", "lanczos_eigenvalues", "ritz_residuals"]
+
+DEFAULT_TOL = 1e-5  # relative residual at which a default-length run stops (values then to ~1e-10 relative)
 
 
 class LanczosResult(NamedTuple):
@@ -72,7 +74,7 @@ def _start_vector(dim, rng):
     return v / np.linalg.norm(v)
 
 
-def lanczos(operator, num_steps, *, v0=None, seed=None, keep_basis=True, verbose=False):
+def lanczos(operator, num_steps, *, v0=None, seed=None, keep_basis=True, verbose=False, stop=None):
     """Runs `num_steps` Lanczos steps on a symmetric operator, fully reorthogonalized, in float64.
 
     Args:
@@ -82,7 +84,10 @@ def lanczos(operator, num_steps, *, v0=None, seed=None, keep_basis=True, verbose
       v0: start vector (normalized here); default a Gaussian from `seed`.
       seed: integer seed for numpy's generator (used when `v0` is None).
       keep_basis: return `Q_m` (needed for Ritz vectors).
-      verbose: log progress every 10 steps.
+      verbose: log progress (with the time left) through absl logging.
+      stop: optional `stop(alpha, beta, beta_m) -> bool`, called after each
+        step with the coefficients so far; True ends the run there (e.g.
+        `converged_ritz_values`).
 
     Returns:
       A `LanczosResult`.
@@ -96,10 +101,17 @@ def lanczos(operator, num_steps, *, v0=None, seed=None, keep_basis=True, verbose
         if q.shape != (op.dim,) or not np.all(np.isfinite(q)) or np.linalg.norm(q) == 0:
             raise ValueError(f"`v0` must be a finite nonzero vector of shape ({op.dim},).")
         q = q / np.linalg.norm(q)
+    need = num_steps * op.dim * 8
+    budget = default_budget()
+    if need > budget:
+        raise MemoryError(f"lanczos: {num_steps} steps on a {op.dim}-dimensional operator keep a float64 basis of "
+                          f"{format_bytes(need)}, more than the memory budget of {format_bytes(budget)} (half of "
+                          "the memory available); take fewer steps.")
     basis = np.zeros((num_steps, op.dim))
     alpha, beta = [], []
     residual = 0.0
     scale = 0.0
+    progress = Progress(num_steps, "Lanczos steps", verbose)
     for j in range(num_steps):
         basis[j] = q
         w = op.matvec(q)
@@ -112,9 +124,8 @@ def lanczos(operator, num_steps, *, v0=None, seed=None, keep_basis=True, verbose
             w -= basis[: j + 1].T @ (basis[: j + 1] @ w)
         residual = float(np.linalg.norm(w))
         scale = max(scale, abs(a), residual)
-        if verbose and (j + 1) % 10 == 0:
-            logging.info("Lanczos step %d / %d: alpha=%.6g beta=%.6g", j + 1, num_steps, a, residual)
-        if j + 1 == num_steps:
+        progress.step(f"alpha={a:.6g} beta={residual:.6g}")
+        if j + 1 == num_steps or (stop is not None and stop(np.array(alpha), np.array(beta), residual)):
             break
         if residual <= 1e-12 * max(scale, np.finfo(float).tiny):  # invariant subspace: exact
             residual = 0.0
@@ -131,6 +142,38 @@ def tridiagonal_eigh(result):
     if result.num_steps == 1:
         return np.array(result.alpha), np.ones((1, 1))
     return scipy.linalg.eigh_tridiagonal(result.alpha, result.beta)
+
+
+def converged_ritz_values(k, which, tol, min_steps):
+    """A `stop` for `lanczos`: True once at least `min_steps` steps are done and the `k` top
+    (`which="top"`), bottom, or both ("both") Ritz values have estimated residuals
+    `beta_m |s_m|` at most `tol * max |theta|`."""
+    def stop(alpha, beta, residual):
+        if alpha.size < min_steps:
+            return False
+        theta, s = scipy.linalg.eigh_tridiagonal(alpha, beta) if alpha.size > 1 else (alpha, np.ones((1, 1)))
+        estimate = residual * np.abs(s[-1])
+        order = np.argsort(theta)
+        ends = {"top": [order[::-1][:k]], "bottom": [order[:k]], "both": [order[::-1][:k], order[:k]]}[which]
+        bound = tol * np.abs(theta).max()
+        return all(bool(np.all(estimate[end] <= bound)) for end in ends)
+
+    return stop
+
+
+def stopping_rule(k, which, num_steps, tol, dim):
+    """`(num_steps, stop)` of a top/bottom-k run: with `num_steps` None, at most
+    `min(dim, max(4k, k + 40))` steps that end once the Ritz values have converged to `tol`
+    (default `DEFAULT_TOL`), after at least `min(dim, max(2k, k + 10))`; with `num_steps`
+    given, exactly that many unless `tol` is given too."""
+    if tol is not None:
+        tol = checks.check_positive("tol", tol)
+    if num_steps is None:
+        num_steps = min(dim, max(4 * k, k + 40))
+        tol = DEFAULT_TOL if tol is None else tol
+    if tol is None:
+        return num_steps, None
+    return num_steps, converged_ritz_values(k, which, tol, min(dim, max(2 * k, k + 10)))
 
 
 def check_eigen_arguments(k, which, num_steps, dim, allowed):
@@ -150,20 +193,25 @@ def check_eigen_arguments(k, which, num_steps, dim, allowed):
 
 
 def lanczos_eigenvalues(operator, k=1, *, which="top", num_steps=None, seed=None, return_eigenvectors=False,
-                        verbose=False):
+                        verbose=False, tol=None):
     """The `k` largest (`which="top"`) or smallest (`"bottom"`) eigenvalues of a symmetric operator.
 
-    Ritz values of `m` fully reorthogonalized Lanczos steps, default
-    `m = min(dim, max(4 k, k + 40))`. Check `residuals`: each Ritz value is
-    within its residual of an eigenvalue (of a well separated one, within
-    `residual^2 / gap`).
+    Ritz values of fully reorthogonalized Lanczos steps. By default at most
+    `m = min(dim, max(4 k, k + 40))` steps, ending as soon as the `k` Ritz
+    values' estimated residuals are at most `tol * |theta_max|` (`tol`
+    default `DEFAULT_TOL` = 1e-5), after at least `max(2k, k + 10)` steps;
+    with `num_steps` given, exactly that many steps (unless `tol` is given
+    too). Check `residuals`: each Ritz value is within its residual of an
+    eigenvalue (of a well separated one, within `residual^2 / gap`).
 
     Returns:
       `RitzPairs`.
     """
     op = as_operator(operator)
+    given = num_steps
     k, num_steps = check_eigen_arguments(k, which, num_steps, op.dim, ("top", "bottom"))
-    result = lanczos(op, num_steps, seed=seed, keep_basis=return_eigenvectors, verbose=verbose)
+    num_steps, stop = stopping_rule(k, which, num_steps if given is not None else None, tol, op.dim)
+    result = lanczos(op, num_steps, seed=seed, keep_basis=return_eigenvectors, verbose=verbose, stop=stop)
     theta, s = tridiagonal_eigh(result)
     order = np.argsort(theta)[::-1] if which == "top" else np.argsort(theta)
     order = order[: min(k, result.num_steps)]

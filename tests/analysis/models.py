@@ -52,3 +52,9 @@ def dense_hessian(model, loss, x, y):
         grad = tf.concat([tf.reshape(g, [-1]) for g in inner.gradient(value, parts)], 0)
     hess = outer.jacobian(grad, flat, experimental_use_pfor=False).numpy()
     return 0.5 * (hess + hess.T)
+
+
+def dense_covariance(jac):
+    """The dense diffusion matrix `(1/N) J_c^T J_c` of per-example gradients `jac` (`[N, P]`), reference."""
+    centered = jac - jac.mean(axis=0)
+    return centered.T @ centered / jac.shape[0]

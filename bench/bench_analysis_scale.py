@@ -1,0 +1,407 @@
+"""The analysis at the papers' scale, in gradient evaluations of the same data, and beside PyHessian.
+
+    python -m bench.bench_analysis_scale                       # every row, then the BENCHMARKS.md section
+    python -m bench.bench_analysis_scale --rows lenet_hessian  # some rows (comma-separated)
+    python -m bench.bench_analysis_scale --report              # re-render from bench/results/analysis_scale.json
+
+Rows (each in its own subprocess, so that its peak resident memory is its own):
+
+* lenet_hessian: `hessian_eigenvalues` top-1 and top-10 (default stopping),
+  LeNet (`models.build("lenet", input_shape=(28, 28, 1))`, 431,220 weights),
+  4096 random images with random labels, inference mode.
+* lenet_diffusion: `diffusion_spectrum(k=100)` with the default route
+  ("auto"), same network and data, memory budget `--max_memory`.
+* allcnn_diffusion: `diffusion_spectrum(k=10)` on All-CNN-BN
+  (`models.build("allcnn_bn")`, 1,372,254 weights), 1024 random 32x32x3
+  images.
+* pyhessian: PyHessian (power iteration with deflation, `tol=1e-3`;
+  Hutchinson trace) and ours on the same LeNet and the same 512 examples, the
+  torch network built from the Keras weights (checked: the same logits); the
+  row is skipped with a message when `torch` or `pyhessian` cannot be
+  imported (they are not dependencies of this project).
+
+Costs are counted in gradient evaluations: the time of the computation over
+the median time of one full-batch gradient of the same data (the Keras
+gradient, a `tf.function` over the same chunks, timed in the same process
+before and after); the machine may be loaded by other jobs, so the counts,
+measured in the same run, are what to compare, not the wall times.
+"""
+
+import argparse
+import inspect
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # noqa: E402
+
+from bench.report import machine_line, markdown_table, write_section  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "bench", "results", "analysis_scale.json")
+ROWS = ("hvp_profile", "lenet_hessian", "lenet_diffusion", "allcnn_diffusion", "pyhessian")
+
+
+def _peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _setup(name, n, seed=0):
+    import keras
+
+    from control_opt import models
+
+    rng = np.random.default_rng(seed)
+    shape = (28, 28, 1) if name == "lenet" else (32, 32, 3)
+    x = rng.random((n,) + shape, dtype=np.float32)
+    y = rng.integers(0, 10, n)
+    model = models.build(name, input_shape=shape, num_classes=10, seed=seed)
+    return model, keras.losses.SparseCategoricalCrossentropy(from_logits=True), x, y
+
+
+def _gradient_timer(model, loss, x, y, chunk_size):
+    """Seconds of one full-batch gradient (median of 3 after a warm-up), chunked as the analysis is."""
+    from control_opt.analysis._problem import ModelProblem
+
+    problem = ModelProblem(model, loss, x, y, chunk_size)
+    problem.gradient()
+
+    def timed():
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            problem.gradient()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    return timed
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def measure(row, args):
+    from control_opt import analysis
+
+    out = dict(row=row)
+    if row == "lenet_hessian":
+        model, loss, x, y = _setup("lenet", args.n)
+        timer = _gradient_timer(model, loss, x, y, args.chunk_size)
+        g0 = timer()
+        for k in (1, 10):
+            eig, seconds = _timed(lambda: analysis.hessian_eigenvalues(model, loss, x, y, k=k, seed=0,
+                                                                       chunk_size=args.chunk_size))
+            out[f"top{k}"] = dict(values=eig.top.tolist(), residuals=eig.top_residuals.tolist(),
+                                  steps=eig.num_steps, seconds=seconds)
+        g1 = timer()
+        out["hvp_method"] = inspect.signature(analysis.hessian_eigenvalues).parameters["method"].default
+    elif row in ("lenet_diffusion", "allcnn_diffusion"):
+        name, k = ("lenet", 100) if row == "lenet_diffusion" else ("allcnn_bn", 10)
+        model, loss, x, y = _setup(name, args.n)
+        timer = _gradient_timer(model, loss, x, y, 256)
+        g0 = timer()
+        spec, seconds = _timed(lambda: analysis.diffusion_spectrum(model, loss, x, y, k=k, seed=0,
+                                                                   max_memory=args.max_memory, verbose=True))
+        g1 = timer()
+        out.update(k=k, method=spec.method, values=spec.eigenvalues.tolist(),
+                   residuals=None if spec.residuals is None else np.asarray(spec.residuals).tolist(),
+                   trace=spec.trace, rank=spec.rank, products=spec.num_products, passes=spec.num_passes,
+                   seconds=seconds)
+    elif row == "pyhessian":
+        out.update(_pyhessian(args))
+        return out
+    elif row == "hvp_profile":
+        out.update(_hvp_profile(args))
+        return out
+    else:
+        raise ValueError(row)
+    out.update(dim=int(sum(np.prod(v.shape) for v in model.trainable_variables)), n=args.n,
+               gradient_seconds=[g0, g1], peak_mb=_peak_mb())
+    return out
+
+
+def _hvp_profile(args, repeats=5):
+    """Where a product's time goes: one gradient, a Hessian-vector product by each method (flat float64 in
+    and out), and the float64 NumPy round trip alone, interleaved; medians of per-round ratios to the gradient."""
+    from control_opt import analysis
+    from control_opt.analysis._problem import ModelProblem
+
+    model, loss, x, y = _setup("lenet", args.n)
+    problem = ModelProblem(model, loss, x, y)
+    v = np.random.default_rng(0).standard_normal(problem.dim)
+    ops = {m: analysis.hessian_operator(model, loss, x, y, method=m)
+           for m in ("forward_over_reverse", "double_backward")}
+    cases = {"gradient": problem.gradient,
+             "HVP forward_over_reverse": lambda: ops["forward_over_reverse"].matvec(v),
+             "HVP double_backward": lambda: ops["double_backward"].matvec(v),
+             "float64 round trip": lambda: problem.flatten(problem.unflatten(v)).numpy().astype(np.float64)}
+    for fn in cases.values():
+        fn()
+    times = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            times[name].append(_timed(fn)[1])
+    grad = np.array(times["gradient"])
+    return dict(n=args.n, repeats=repeats, seconds={k: float(np.median(t)) for k, t in times.items()},
+                ratio={k: float(np.median(np.array(t) / grad)) for k, t in times.items()})
+
+
+def _torch_lenet(model):
+    """The Keras LeNet as a torch module with the same weights (NHWC flatten order kept)."""
+    import torch
+
+    layers = {layer.name: layer for layer in model.layers}
+
+    class LeNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = torch.nn.Conv2d(1, 20, 5), torch.nn.Conv2d(20, 50, 5)
+            eps = layers["bn1"].epsilon
+            self.bn1, self.bn2 = torch.nn.BatchNorm2d(20, eps=eps), torch.nn.BatchNorm2d(50, eps=eps)
+            self.dense, self.logits = torch.nn.Linear(800, 500), torch.nn.Linear(500, 10)
+
+        def forward(self, x):
+            h = self.bn1(torch.max_pool2d(torch.relu(self.conv1(x)), 2))
+            h = self.bn2(torch.max_pool2d(torch.relu(self.conv2(h)), 2))
+            h = h.permute(0, 2, 3, 1).flatten(1)  # Keras flattens NHWC
+            return self.logits(torch.relu(self.dense(h)))
+
+    net = LeNet()
+    with torch.no_grad():
+        for name in ("conv1", "conv2"):
+            kernel, bias = (w.numpy() for w in layers[name].weights)
+            getattr(net, name).weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()))
+            getattr(net, name).bias.copy_(torch.from_numpy(bias))
+        for name in ("dense", "logits"):
+            kernel, bias = (w.numpy() for w in layers[name].weights)
+            getattr(net, name).weight.copy_(torch.from_numpy(kernel.T.copy()))
+            getattr(net, name).bias.copy_(torch.from_numpy(bias))
+        for name in ("bn1", "bn2"):
+            gamma, beta, mean, var = (w.numpy() for w in layers[name].weights)
+            bn = getattr(net, name)
+            bn.weight.copy_(torch.from_numpy(gamma))
+            bn.bias.copy_(torch.from_numpy(beta))
+            bn.running_mean.copy_(torch.from_numpy(mean))
+            bn.running_var.copy_(torch.from_numpy(var))
+    return net.eval()
+
+
+def _pyhessian(args):
+    from control_opt import analysis
+
+    n = args.pyhessian_n
+    model, loss, x, y = _setup("lenet", n)
+    timer = _gradient_timer(model, loss, x, y, None)
+    out = dict(n=n, dim=int(sum(np.prod(v.shape) for v in model.trainable_variables)))
+    g0 = timer()
+    ours = {}
+    for k in (1, 10):
+        eig, seconds = _timed(lambda: analysis.hessian_eigenvalues(model, loss, x, y, k=k, seed=0))
+        ours[f"top{k}"] = dict(values=eig.top.tolist(), seconds=seconds, steps=eig.num_steps)
+    trace, seconds = _timed(lambda: analysis.hessian_trace(model, loss, x, y, num_probes=args.trace_probes, seed=0))
+    ours["trace"] = dict(value=trace.trace, stderr=trace.stderr, seconds=seconds, probes=trace.num_probes)
+    # reference: a long Lanczos run with explicit residuals, and an independent Hutchinson run with more probes
+    ref, seconds = _timed(lambda: analysis.hessian_eigenvalues(model, loss, x, y, k=10, seed=1, num_steps=90,
+                                                               return_eigenvectors=True))
+    reference = dict(values=ref.top.tolist(), residuals=ref.top_residuals.tolist(), steps=90, seconds=seconds)
+    ref_trace = analysis.hessian_trace(model, loss, x, y, num_probes=args.reference_trace_probes, seed=12345)
+    reference["trace"] = dict(value=ref_trace.trace, stderr=ref_trace.stderr, probes=ref_trace.num_probes)
+    g1 = timer()
+    out.update(ours=ours, reference=reference, gradient_seconds=[g0, g1], peak_mb=_peak_mb())
+    try:
+        import torch
+        from pyhessian import hessian as pyhessian_hessian
+    except ImportError as error:
+        out["pyhessian"] = dict(skipped=f"torch/pyhessian not importable ({error}); PyHessian rows skipped")
+        return out
+    torch.set_num_threads(os.cpu_count() or 1)
+    net = _torch_lenet(model)
+    xt, yt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(y.astype(np.int64))
+    logits_gap = float(np.max(np.abs(net(xt).detach().numpy() - np.asarray(model(x, training=False)))))
+    criterion = torch.nn.CrossEntropyLoss()
+
+    def torch_gradient():
+        net.zero_grad()
+        criterion(net(xt), yt).backward()
+
+    torch_gradient()
+    t_torch = statistics.median(_timed(torch_gradient)[1] for _ in range(3))
+    result = dict(logits_max_abs_diff=logits_gap, torch_gradient_seconds=t_torch)
+    torch.manual_seed(0)
+    for k in (1, 10):
+        (values, _), seconds = _timed(lambda: pyhessian_hessian(net, criterion, data=(xt, yt), cuda=False)
+                                      .eigenvalues(top_n=k))
+        result[f"top{k}"] = dict(values=[float(v) for v in values], seconds=seconds)
+    samples, seconds = _timed(lambda: pyhessian_hessian(net, criterion, data=(xt, yt), cuda=False).trace())
+    result["trace"] = dict(value=float(np.mean(samples)), probes=len(samples),
+                           stderr=float(np.std(samples, ddof=1) / np.sqrt(len(samples))), seconds=seconds)
+    out["pyhessian"] = result
+    return out
+
+
+def _run_row(row, args):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-m", "bench.bench_analysis_scale", "--measure", row, "--n",
+           str(1024 if row.startswith("allcnn") else 4096), "--max_memory", str(args.max_memory),
+           "--pyhessian_n", str(args.pyhessian_n), "--trace_probes", str(args.trace_probes),
+           "--reference_trace_probes", str(args.reference_trace_probes)]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=6 * 3600)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
+    line = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+def _grads(seconds, record):
+    return seconds / statistics.mean(record["gradient_seconds"])
+
+
+def _gradient_range(record):
+    """The gradient's seconds timed before / after the computation (their spread is the load's)."""
+    g0, g1 = record["gradient_seconds"]
+    return f"{g0:.1f} / {g1:.1f}"
+
+
+def _rel(values, reference):
+    values, reference = np.asarray(values, float), np.asarray(reference, float)[: len(values)]
+    return float(np.max(np.abs(values - reference) / np.abs(reference)))
+
+
+def report(records):
+    rows = []
+    for key in sorted(key for key in records if key.startswith("lenet_hessian")):
+        r = records[key]
+        method = r.get("hvp_method", key[len("lenet_hessian"):].strip("_") or "default")
+        for k in (1, 10):
+            t = r[f"top{k}"]
+            rows.append([f"LeNet ({r['dim']:,})", r["n"], f"Hessian top-{k} (Lanczos, default stop, {method} HVP)",
+                         f"{t['steps']} products", f"{_grads(t['seconds'], r):.0f}", _gradient_range(r),
+                         f"{t['seconds']:.0f}",
+                         f"{max(t['residuals']) / t['values'][0]:.1e} (Lanczos estimate)", f"{r['peak_mb']:.0f}"])
+    for key, label in (("lenet_diffusion", "LeNet"), ("allcnn_diffusion", "All-CNN-BN")):
+        if key in records:
+            r = records[key]
+            residual = "exact (eigh)" if r["residuals"] is None else f"{max(r['residuals']) / r['values'][0]:.1e}"
+            rows.append([f"{label} ({r['dim']:,})", r["n"], f"D top-{r['k']} ({r['method']} route, auto)",
+                         f"{r['products']} products, {r['passes']} Jacobian passes",
+                         f"{_grads(r['seconds'], r):.0f}", _gradient_range(r), f"{r['seconds']:.0f}", residual,
+                         f"{r['peak_mb']:.0f}"])
+    md = ("## Analysis at the papers' scale (control_opt.analysis, issue 21)\n\n"
+          "Command: `python -m bench.bench_analysis_scale` (rows `lenet_hessian`, `lenet_diffusion`, "
+          f"`allcnn_diffusion`, `pyhessian`). {machine_line()} CPU only. Random images with random labels, "
+          "float32, inference mode. Cost = the computation's time over the time of one full-batch gradient of "
+          "the same data in the same process (median of 3, before and after, averaged). **The machine was "
+          "loaded by other jobs (load average 5-11 on 2 cores) during these runs: the wall times are inflated "
+          "several-fold and only the gradient counts, measured in the same run, compare.** Peak = maxrss of the "
+          "row's own process (TensorFlow included). Residual = the largest residual over the top eigenvalue "
+          "(relative); the eigenvalue is within it of an eigenvalue of the matrix.\n\n"
+          + markdown_table(["network (weights)", "examples", "computation", "products", "cost [gradients]",
+                            "gradient before / after [s]", "wall [s]", "max relative residual", "peak RSS [MB]"], rows))
+    if "hvp_profile" in records:
+        r = records["hvp_profile"]
+        md += (f"\n\nWhere a Hessian-vector product's time goes (LeNet, {r['n']} examples, one chunk; row "
+               f"`hvp_profile`, {r['repeats']} interleaved rounds, median of per-round ratios to one gradient):\n\n"
+               + markdown_table(["computation", "median [s]", "gradients"],
+                                [[k, f"{r['seconds'][k]:.3f}", f"{r['ratio'][k]:.2f}"] for k in r["seconds"]]))
+    if "pyhessian" in records:
+        r = records["pyhessian"]
+        ref = r["reference"]
+        prow = []
+        for k in (1, 10):
+            o = r["ours"][f"top{k}"]
+            prow.append([f"top-{k} eigenvalues", "ours (Lanczos, default stop)", f"{o['values'][0]:.6g}",
+                         f"{_rel(o['values'], ref['values']):.1e}", f"{_grads(o['seconds'], r):.0f}",
+                         f"{o['seconds']:.0f}"])
+        o = r["ours"]["trace"]
+        prow.append(["trace", f"ours (Hutchinson, {o['probes']} probes)", f"{o['value']:.5g} ± {o['stderr']:.2g}",
+                     f"{abs(o['value'] - ref['trace']['value']) / abs(ref['trace']['value']):.1e}",
+                     f"{_grads(o['seconds'], r):.0f}", f"{o['seconds']:.0f}"])
+        p = r["pyhessian"]
+        if "skipped" in p:
+            note = f"PyHessian: {p['skipped']}."
+        else:
+            for k in (1, 10):
+                t = p[f"top{k}"]
+                prow.append([f"top-{k} eigenvalues", "PyHessian (power iteration, tol 1e-3)", f"{t['values'][0]:.6g}",
+                             f"{_rel(sorted(t['values'], reverse=True), ref['values']):.1e}",
+                             f"{t['seconds'] / p['torch_gradient_seconds']:.0f} torch", f"{t['seconds']:.0f}"])
+            t = p["trace"]
+            prow.append(["trace", f"PyHessian (Hutchinson, {t['probes']} probes, tol 1e-3)",
+                         f"{t['value']:.5g} ± {t['stderr']:.2g}",
+                         f"{abs(t['value'] - ref['trace']['value']) / abs(ref['trace']['value']):.1e}",
+                         f"{t['seconds'] / p['torch_gradient_seconds']:.0f} torch", f"{t['seconds']:.0f}"])
+            note = (f"The torch network is built from the Keras weights inside the bench (largest logit difference "
+                    f"{p['logits_max_abs_diff']:.1e}); one torch gradient of the same data took "
+                    f"{p['torch_gradient_seconds']:.2f} s against {statistics.mean(r['gradient_seconds']):.2f} s "
+                    "for Keras; each tool's cost is counted in its own gradient evaluations of the same data "
+                    "(Keras for ours, torch for PyHessian). PyHessian's top-n values are listed in the order it "
+                    "returns them; agreement sorts them first.")
+        md += ("\n\nSide by side with PyHessian (LeNet, the same " + f"{r['n']} examples and weights). Reference: "
+               f"our Lanczos with {ref['steps']} steps and explicit residuals (largest "
+               f"{max(ref['residuals']) / ref['values'][0]:.1e} relative; top eigenvalue {ref['values'][0]:.6g}) "
+               f"and an independent Hutchinson run of {ref['trace']['probes']} probes "
+               f"({ref['trace']['value']:.5g} ± {ref['trace']['stderr']:.2g}). Agreement = the largest relative "
+               "difference to the reference over the eigenvalues given (for the trace: to the reference's "
+               "mean).\n\n"
+               + markdown_table(["quantity", "tool", "value (top)", "agreement with reference",
+                                 "cost [own gradients]", "wall [s]"], prow) + "\n\n" + note)
+    return md
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--report", action="store_true")
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--max_memory", type=float, default=6e9)
+    parser.add_argument("--pyhessian_n", type=int, default=512)
+    parser.add_argument("--trace_probes", type=int, default=50)
+    parser.add_argument("--reference_trace_probes", type=int, default=100)
+    parser.add_argument("--results", default=RESULTS,
+                        help="JSON file of the rows (comma-separated files are merged for --report)")
+    parser.add_argument("--notes", default=None, help="a markdown file appended to the section")
+    parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, default=4096, help=argparse.SUPPRESS)
+    parser.add_argument("--chunk_size", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        from absl import logging
+
+        logging.set_verbosity(logging.INFO)
+        print("RESULT " + json.dumps(measure(args.measure, args)), flush=True)
+        return
+    records = {}
+    for path in args.results.split(","):
+        if os.path.exists(path):
+            with open(path) as f:
+                records.update(json.load(f))
+    if not args.report:
+        path = args.results.split(",")[0]
+        for row in args.rows.split(","):
+            records[row] = _run_row(row, args)
+            print(json.dumps(records[row]), flush=True)
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path + ".tmp", "w") as f:
+                json.dump(records, f, indent=1)
+            os.replace(path + ".tmp", path)
+    md = report(records)
+    if args.notes:
+        with open(args.notes) as f:
+            md += "\n\n" + f.read().strip()
+    if not args.no_write:
+        write_section("analysis_scale", md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
