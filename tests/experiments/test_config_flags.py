@@ -191,7 +191,8 @@ def test_train_flags_are_the_ones_before_the_restructure_plus_strategy():
     # issue 19: every constructor argument of every optimizer is a flag (Elastic-SGD's center_moving_rate,
     # Parle's gamma_max, rho_max, reference, Adam's amsgrad), and the multi-worker startup bound.
     schema = {"center_moving_rate", "gamma_max", "rho_max", "reference", "amsgrad", "startup_timeout_s"}
+    authors = {"authors_code"}  # issue 17: Parle(authors_code=True), a flag with no edit in experiments/
     assert set(train.define_flags(flag_values)) == (before | {"strategy"} | paper_runs | replicas | analysis
-                                                    | runner_cost | schema)
+                                                    | runner_cost | schema | authors)
     assert "default per optimizer (sgd: 0.1, adam: 0.01" in flag_values["learning_rate"].help
     assert "sgd, adam, entropy_sgd, entropy_adam, hopf_lax" in flag_values["optimizer"].help
