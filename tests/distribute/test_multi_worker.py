@@ -8,29 +8,17 @@ by progress and every process group is killed on exit (tests/support/processes.p
 
 import json
 import os
-import socket
 import sys
 
 import numpy as np
 import pytest
 
-from tests.support.processes import ProcessGroup
+from tests.support.processes import ProcessGroup, free_ports
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SCRIPT = os.path.join(HERE, "multi_worker_script.py")
 ENV = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-
-
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @pytest.fixture(scope="module")

@@ -13,28 +13,18 @@ exit or a line they print), with a generous cap only against a hang.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 
 import keras
+
+from tests.support.processes import free_ports
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CAP = 600  # seconds: only against a hang (the runs take seconds to a minute)
 RUN = ["--optimizer=sgd", "--replicas=2", "--strategy=multi_worker", "--epochs=2", "--batch_size=50",
        "--max_train_examples=400", "--max_test_examples=200", "--verbose=0", "--checkpoint_every=1"]
-
-
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def start(index, ports, *args):

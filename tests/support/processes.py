@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -198,3 +199,15 @@ def run(args, *, cwd=None, env=None, input=None, quiet_s=None, limit_s=None):
         child = group.start(args, cwd=cwd, env=env, merge_stderr=False, input=input)
         group.wait([child])
     return subprocess.CompletedProcess(child.args, child.poll(), child.stdout, child.stderr)
+
+
+def free_ports(n):
+    """`n` free TCP ports on the loopback (for the workers' TF_CONFIG)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
