@@ -219,18 +219,18 @@ register_optimizer("adam", keras.optimizers.Adam, defaults=dict(learning_rate=1e
 # Also tried (seed 0): gamma0=0.03: 93.3; L=5: 92.0; eps=1e-3 with eta'=0.05: 91.2.
 #
 # Heavy-ball inner momentum (langevin_nesterov=False), since 2026-12-03. Why seed 1 blew up
-# (per-step trace of the run, /tmp-style script in issue 20's note): in the INNER loop, outer step
-# k = 139 (effective epoch 70, gamma_k = 0.04), inner step l = 9: the probe's minibatch loss went
-# 0.016 -> 0.053 -> 0.14 -> 1.05 -> 8.6 in four steps while the Langevin velocity |v'| grew 2-4x per
-# step (0.15 -> 0.39 -> 0.74 -> 2.8 -> 7.1) and the anchor did not move; the outer step then copied
-# the blown-up chain's mean into the anchor (eta = 1: w <- mu), and test accuracy fell to 28%.
-# Growth of 2-4x per step is the momentum recursion's instability: on a direction of curvature
-# lambda, Nesterov (m' = 0.9) is stable only for eta' lambda < 2(1+m')/(1+2m') = 1.36 (lambda < 13.6
-# at eta' = 0.1) and grows 2.3-4.2x per step at eta' lambda = 2-3, where heavy ball, stable up to
-# eta' lambda < 2(1+m') = 3.8, still contracts; both take the same step eta'/(1-m') along flat
-# directions. Seed 1, 150 epochs, test accuracy at the anchor (spikes: train loss > 0.3 after epoch 20):
-#   Nesterov (before): 93.2, blew up at epoch 70;  m' = 0.8: 93.1, blew up at epoch 130;
-#   eta' = 0.05: 91.6, no spike;  heavy ball (this default): 92.6, no spike.
+# (`python -m bench.trace_chain --seed 1 --first 2784 --last 2793 --hessian --set langevin_nesterov=True`):
+# in the INNER loop, outer step k = 139 (effective epoch 70, gamma_k = 0.04): the probe's minibatch
+# loss went 0.016 -> 0.053 -> 0.14 -> 1.05 -> 8.6 over inner steps l = 8..12 while the Langevin
+# velocity |v'| grew 2-3x per step (0.88 -> 2.6 -> 5.0 -> 17 -> 39) and the anchor did not move; the
+# outer step then copied the blown-up chain's mean into the anchor (eta = 1: w <- mu), and test
+# accuracy fell to 28%. The top eigenvalue lambda of the minibatch Hessian at the probe rose from 7
+# to 13.6-13.9 at l = 6, 7 (eta' lambda = 1.36-1.39) and 25 at l = 9 (2.5) before the loss rose.
+# On a quadratic, the Nesterov recursion (m' = 0.9) is stable only for eta' lambda < 2(1+m')/(1+2m')
+# = 1.36 and grows 2.3-3.3x per step at 2-2.5; heavy ball is stable up to eta' lambda < 2(1+m') = 3.8
+# and takes the same step eta'/(1-m') along flat directions. Seed 1, 150 epochs, final test accuracy
+# at the anchor:  Nesterov (before): 93.2, blew up at epoch 70 (train loss 0.91, test 28%);
+#   m' = 0.8: 93.1, blew up at epoch 130;  eta' = 0.05: 91.6, no spike;  heavy ball (this): 92.6, no spike.
 # Seeds 0-9 with this default: see README "Results on MNIST-1D".
 register_optimizer("entropy_sgd", EntropySGD, defaults=dict(learning_rate=1.0, lr_schedule="75:0.1", gamma=0.01,
                                                            scoping=0.01, l2=5e-4, langevin_nesterov=False))
