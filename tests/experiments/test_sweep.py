@@ -96,3 +96,9 @@ def test_every_search_space_names_its_optimizers_arguments():
 def test_seed_summary():
     s = sweeps.seed_summary([0.9, 0.92, 0.94])
     assert s["mean"] == pytest.approx(0.92) and s["worst"] == 0.9 and s["se"] == pytest.approx(0.02 / 3 ** 0.5)
+
+
+def test_without_optuna_the_error_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "optuna", None)  # `import optuna` raises ImportError
+    with pytest.raises(ImportError, match="pip install optuna"):
+        sweeps.optuna_module()
