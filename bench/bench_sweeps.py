@@ -117,7 +117,7 @@ def figure(results, path):
         ax.axhline(results["sgd"][0]["heldout"]["mean"], color="k", lw=0.8, ls="--", label="SGD's final (target)")
     ax.set_xlabel("effective epochs (gradient evaluations / steps per epoch)")
     ax.set_ylabel("test accuracy (held-out seeds)")
-    ax.set_ylim(0.5, 1.0)
+    ax.set_ylim(0.3, 1.0)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
