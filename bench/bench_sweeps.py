@@ -156,7 +156,14 @@ def main():
     with open(os.path.join(args.dir, name0, "heldout", f"seed_{next(iter(summary0['heldout']['test_accuracy']))}",
                            "summary.json")) as f:
         evaluations = json.load(f)["gradient_evaluations"]
-    text = (f"`python -m bench.bench_sweeps --dir {args.dir} --trials {args.trials} --epochs {args.epochs} "
+    heldout = [s for s in args.heldout_seeds.split(",") if s]
+    reduced = args.trials < 16 or args.epochs < 150 or len(heldout) < 5
+    text = ("## Sweeps: every optimizer tuned with the same budget (MNIST-1D CNN)\n\n" +
+            (f"**Reduced budget**: {args.trials} trials of {args.epochs} effective epochs and {len(heldout)} held-out "
+             "seeds, against the protocol's 16 trials of 150 epochs and 5 held-out seeds; it favours the methods "
+             "that start fast and does not rank the optimizers at the default experiment's budget.\n\n"
+             if reduced else "") +
+            f"`python -m bench.bench_sweeps --dir {args.dir} --trials {args.trials} --epochs {args.epochs} "
             f"--heldout_seeds {args.heldout_seeds} --run --write`: each optimizer {args.trials} trials of "
             f"{args.epochs} effective epochs ({evaluations} gradient evaluations of batch 100 per run) on tuning "
             f"seed(s) {any_summary['tuning_seeds']}, the best rerun on held-out seeds {args.heldout_seeds}. "
