@@ -169,6 +169,32 @@ def test_unknown_name_lists_the_names_and_unavailable_optimizer_says_so(monkeypa
         train.config_from_dict(dict(config="sgd_allcnn"))
 
 
+def test_a_named_config_is_one_module_with_get_config(tmp_path, monkeypatch):
+    """A module added to experiments/configs is a config (after the listed ones); one whose
+    get_config() is missing or returns another name is refused, naming its file."""
+    from experiments import configs  # pylint: disable=import-outside-toplevel
+
+    assert set(paper_configs.names()) == set(configs.ORDER)  # every shipped module, listed in ORDER
+    folder = tmp_path / "more"
+    folder.mkdir()
+    (folder / "aaa_short_lenet.py").write_text(
+        "import dataclasses\nfrom experiments.configs import sgd_lenet\n\n\ndef get_config():\n"
+        "    return dataclasses.replace(sgd_lenet.get_config(), name='aaa_short_lenet', epochs=3)\n")
+    monkeypatch.setattr(configs, "__path__", [*configs.__path__, str(folder)])
+    for name in ("aaa_short_lenet", "bad_name", "no_function"):
+        monkeypatch.delitem(sys.modules, f"experiments.configs.{name}", raising=False)
+    rows = paper_configs._read_configs()  # pylint: disable=protected-access
+    assert list(rows)[:len(configs.ORDER)] == list(configs.ORDER) and list(rows)[-1] == "aaa_short_lenet"
+    assert rows["aaa_short_lenet"].epochs == 3 and rows["aaa_short_lenet"].model == "lenet"
+    (folder / "bad_name.py").write_text("from experiments.configs import sgd_lenet\nget_config = sgd_lenet.get_config\n")
+    with pytest.raises(ValueError, match=r"bad_name\.py: get_config\(\) must return the PaperConfig named 'bad_name'"):
+        paper_configs._read_configs()  # pylint: disable=protected-access
+    (folder / "bad_name.py").unlink()
+    (folder / "no_function.py").write_text("ROW = None\n")
+    with pytest.raises(ValueError, match=r"no_function\.py defines no get_config\(\)"):
+        paper_configs._read_configs()  # pylint: disable=protected-access
+
+
 # ------------------------------------------------------------------ command line
 
 
