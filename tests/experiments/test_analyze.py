@@ -17,7 +17,7 @@ from experiments import analysis_run, train
 from experiments.training.config import TrainConfig
 from experiments.training.rundir import RunDir
 from experiments.training.snapshots import WeightSnapshots, projection_matrix, read_snapshots
-from tests.datasets.test_image_loaders import write_cifar_binary
+from tests.experiments.support import write_cifar10
 from tests.support import processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -125,9 +125,8 @@ def test_the_runs_own_data_are_analysed_and_data_dir_overrides(tmp_path, monkeyp
     and b/ standardized once its `data_dir` (--data_dir) says b/."""
     monkeypatch.setattr(datasets.registry, "_MEMORY_CACHE", {})
     monkeypatch.setenv("CONTROL_OPT_CACHE_DIR", str(tmp_path / "cache"))
-    for folder in ("a", "b"):
-        (tmp_path / folder).mkdir()
-        write_cifar_binary(tmp_path / folder, "cifar10", archive=False)  # 15 training images, random
+    for seed, folder in enumerate(("a", "b")):
+        write_cifar10(tmp_path / folder, n_per_file=3, n_test=2, seed=seed)  # 15 training images, random
     monkeypatch.setenv("CONTROL_OPT_DATA_DIR", str(tmp_path / "b"))
     workdir = tmp_path / "run"
     RunDir(str(workdir)).write_config(TrainConfig(dataset="cifar10", data_dir=str(tmp_path / "a"),

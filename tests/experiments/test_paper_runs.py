@@ -13,7 +13,6 @@ CIFAR-10 row runs on its 3 replicas in a fresh process (logical CPU devices).
 
 import json
 import os
-import struct
 import sys
 
 import keras
@@ -27,10 +26,10 @@ from experiments.training import paper_runs, registry, rundir
 from experiments.training.data import train_batches
 from experiments.training.options import canonical_options, parse_options
 from experiments import train
+from tests.experiments.support import N_TEST, N_TRAIN, write_cifar10, write_cifar100, write_mnist
 from tests.support import processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-N_TRAIN, N_TEST = 40, 16
 SHRINK = dict(epochs=1, batch_size=8, max_train_examples=N_TRAIN, max_test_examples=N_TEST, verbose=0,
               steps_per_execution=5)
 # The anchored optimizers' first outer step comes after 20 gradient evaluations; a shrunken epoch has 5.
@@ -45,58 +44,6 @@ def _fresh_caches(monkeypatch, tmp_path):
     monkeypatch.setattr(datasets.registry, "_MEMORY_CACHE", {})
     monkeypatch.setenv("CONTROL_OPT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("CONTROL_OPT_DATA_DIR", raising=False)
-
-
-# The standard formats, as tests/datasets/test_image_loaders.py writes them (not imported: a test
-# file is no library).
-CIFAR10_BIN = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
-
-
-def idx_bytes(array):
-    array = np.asarray(array, np.uint8)
-    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(">" + "I" * array.ndim, *array.shape) + array.tobytes()
-
-
-def write_tree(root, folder, contents):
-    (root / folder).mkdir()
-    for name, raw in contents.items():
-        (root / folder / name).write_bytes(raw)
-
-
-def write_mnist(folder, n_train=N_TRAIN, n_test=N_TEST, seed=0):
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
-              "train-labels-idx1-ubyte": rng.integers(0, 10, n_train),
-              "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
-              "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test)}
-    for name, array in arrays.items():
-        (folder / name).write_bytes(idx_bytes(array))
-    return folder
-
-
-def write_cifar10(folder, n_per_file=N_TRAIN // 5, n_test=N_TEST, seed=0):
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    contents = {}
-    for name in CIFAR10_BIN:
-        n = n_test if name.startswith("test") else n_per_file
-        records = np.concatenate([rng.integers(0, 10, (n, 1)), rng.integers(0, 256, (n, 3072))], axis=1)
-        contents[name] = records.astype(np.uint8).tobytes()
-    write_tree(folder, "cifar-10-batches-bin", contents)
-    return folder
-
-
-def write_cifar100(folder, n_train=N_TRAIN, n_test=N_TEST, seed=0):
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    contents = {}
-    for name, n in (("train.bin", n_train), ("test.bin", n_test)):
-        records = np.concatenate([rng.integers(0, 20, (n, 1)), rng.integers(0, 100, (n, 1)),
-                                  rng.integers(0, 256, (n, 3072))], axis=1)
-        contents[name] = records.astype(np.uint8).tobytes()
-    write_tree(folder, "cifar-100-binary", contents)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,7 @@ import sys
 import pytest
 
 from experiments import analysis_run, train
-from experiments.training import inputs
-from experiments.training.config import config_from_json
+from tests.experiments.support import run_test_loss
 from tests.support import processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -69,12 +68,6 @@ def test_resume_on_two_replicas_continues_the_same_run(results):
     assert results["resume_equal"]
 
 
-def _test_loss(model, workdir):
-    config = config_from_json(json.loads((workdir / "config.json").read_text()))
-    _, _, x_test, y_test = inputs.examples(config, inputs.load_data(config))
-    return analysis_run.loss_and_accuracy(model, x_test, y_test)[0]
-
-
 def test_analyze_analyses_the_center_the_run_evaluated_at(results):
     """`experiments.analyze` on 2-replica runs, in this 1-device process (as from the command line):
     it analyses the center (the model of the file, loaded without the per-replica optimizer state
@@ -91,7 +84,7 @@ def test_analyze_analyses_the_center_the_run_evaluated_at(results):
         model, _, _, _, weights = analysis_run.load_run(str(workdir))
         assert weights == "center of 2 replicas"
         summary = json.loads((workdir / "summary.json").read_text())
-        assert abs(_test_loss(model, workdir) - summary["final_test_loss"]) < 1e-5 * summary["final_test_loss"]
+        assert abs(run_test_loss(model, workdir) - summary["final_test_loss"]) < 1e-5 * summary["final_test_loss"]
 
 
 def test_clear_errors_for_another_number_of_replicas_or_too_many(results):
