@@ -77,7 +77,7 @@ def test_analyze_analyses_the_center_the_run_evaluated_at(results):
     parle = os.path.join(results["out"], "straight")
     result = analysis_run.analyze_run(parle, tiny)
     assert result["run"]["weights"] == "center of 2 replicas"
-    assert result["run"]["steps"] == 16  # 2 effective epochs of 8 steps (checkpoint.json)
+    assert result["run"]["steps"] == 8  # 2 effective epochs of 4 steps (checkpoint.json)
     assert result["run"]["train_loss"] > 0 and result["hessian"]["dim"] == result["diffusion"]["dim"]
     for workdir in ("straight", "e"):
         workdir = pathlib.Path(results["out"]) / workdir
