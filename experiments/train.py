@@ -15,7 +15,7 @@ notebooks, tests and benchmarks call directly (re-exported here) with a
 `TrainConfig` or a dict of overrides of `default_config()`. Importing it defines
 no flags; they are defined on the `__main__` path only.
 
---config=NAME runs one row of the papers' tables (experiments/paper_configs.py,
+--config=NAME runs one row of the papers' tables (experiments/configs/NAME.py,
 resolved by experiments/training/paper_runs.py): the row's values are the base
 and only the flags given on the command line override them; config.json records
 the resolved config and the row's name. --config=list prints the rows with the
