@@ -6,6 +6,9 @@
                     rundir, callbacks, run)
   hj_smoothing.py   `python -m experiments.hj_smoothing`: HJ smoothings of a non-convex loss
   sde_landscape.py  `python -m experiments.sde_landscape`: controlled SDE paths, narrow vs wide valley
+  configs/          the named configs of --config=NAME: one module per paper row (get_config())
+  paper_configs.py  collects them: names(), resolve(name), the --config=list table
+  stop_signals.py   SIGTERM / SIGINT kept for the main thread (blocked before NumPy/TF start threads)
   config_flags.py   absl flags derived from a config dataclass (used by every entry point)
   landscapes.py     the toy landscapes of hj_smoothing and sde_landscape
   figures.py        headless pyplot, atomic PNGs and the panels the experiments share

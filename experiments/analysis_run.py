@@ -2,8 +2,9 @@
 
 Reads a run directory of `experiments.train` (`experiments/training/rundir.py`):
 
-* `checkpoint.keras` (`keras.saving.load_model`; after an anchored optimizer's
-  `fit` the saved model holds the anchor, so the anchor is analysed),
+* `checkpoint.keras` (`RunDir.load_evaluated_model`: the weights the run evaluated
+  at; after an anchored optimizer's `fit` the saved model holds the anchor, so the
+  anchor is analysed; for Elastic-SGD / Parle on several replicas, the center),
 * `config.json` (model, data set, `max_train_examples`, batch size, learning rate),
 * `snapshots.npz` when present (`experiments.training.snapshots.WeightSnapshots`),
 
@@ -128,7 +129,10 @@ class LoggedOperator:
 
 
 def load_run(workdir: str, data_dir: str | None = None):
-    """(model, run config dict, training data `(x, y)`, snapshots or None) of a run directory.
+    """(model, run config dict, training data `(x, y)`, snapshots or None, weights) of a run directory.
+
+    The model holds the weights the run evaluated at (`RunDir.load_evaluated_model`):
+    `weights` says which ("weights", "anchor", "center of n replicas": Elastic-SGD / Parle).
 
     The data are the run's own: its data set with its `dataset_kwargs` (e.g. `preprocess`) from
     `data_dir`, default the run's recorded one (`experiments.training.inputs.load_data`).
@@ -136,29 +140,23 @@ def load_run(workdir: str, data_dir: str | None = None):
     Raises:
       FileNotFoundError: the workdir, its checkpoint.keras or its config.json is missing (the message names it).
     """
-    import keras  # pylint: disable=import-outside-toplevel
-
     from experiments.training import inputs  # pylint: disable=import-outside-toplevel
     from experiments.training.config import config_from_json  # pylint: disable=import-outside-toplevel
+    from experiments.training.rundir import RunDir  # pylint: disable=import-outside-toplevel
 
     if not os.path.isdir(workdir):
         raise FileNotFoundError(f"run directory {workdir} does not exist "
                                 "(give --workdir of a run of experiments.train)")
-    checkpoint = os.path.join(workdir, "checkpoint.keras")
-    config_path = os.path.join(workdir, "config.json")
-    for path in (config_path, checkpoint):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path} is missing: {workdir} is not a finished run of experiments.train")
-    with open(config_path) as f:
+    model, weights = RunDir(workdir).load_evaluated_model()  # the anchor; Elastic-SGD / Parle: the center
+    with open(os.path.join(workdir, "config.json")) as f:
         run_config = json.load(f)
-    model = keras.saving.load_model(checkpoint)
     config = config_from_json(run_config)
     if data_dir is not None:
         config = dataclasses.replace(config, data_dir=data_dir)
     x, y, _, _ = inputs.examples(config, inputs.load_data(config))
     snapshot_path = os.path.join(workdir, SNAPSHOTS_FILE)
     snapshots = read_snapshots(snapshot_path) if os.path.exists(snapshot_path) else None
-    return model, run_config, (x, y), snapshots
+    return model, run_config, (x, y), snapshots, weights
 
 
 def _subset(x, y, n, rng):
@@ -390,10 +388,11 @@ def analyze_run(workdir: str, config: AnalysisConfig | None = None) -> dict:
       FileNotFoundError: missing workdir, checkpoint.keras or config.json (named).
     """
     from control_opt._internal.atomic import atomic_write  # pylint: disable=import-outside-toplevel
+    from experiments.training.rundir import RunDir  # pylint: disable=import-outside-toplevel
 
     config = AnalysisConfig() if config is None else config
     t_start = time.perf_counter()
-    model, run_config, (x, y), snapshots = load_run(workdir, config.data_dir)
+    model, run_config, (x, y), snapshots, weights = load_run(workdir, config.data_dir)
     rng = np.random.default_rng(config.seed)
     dim = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
     logging.info("analysing %s: %s on %s (%s), %d weights, %d training examples", workdir, run_config.get("model"),
@@ -402,8 +401,8 @@ def analyze_run(workdir: str, config: AnalysisConfig | None = None) -> dict:
         workdir=os.path.abspath(workdir),
         run=dict(optimizer=run_config.get("optimizer"), model=run_config.get("model"),
                  dataset=run_config.get("dataset"), seed=run_config.get("seed"),
-                 steps=int(model.optimizer.iterations.numpy()) if model.optimizer is not None else None,
-                 num_weights=dim, num_train_examples=len(x)),
+                 steps=int(model.optimizer.iterations.numpy()) if getattr(model, "optimizer", None) else
+                 RunDir(workdir).checkpoint_step(), weights=weights, num_weights=dim, num_train_examples=len(x)),
         config=dataclasses.asdict(config),
     )
     result["run"]["train_loss"], result["run"]["train_accuracy"] = loss_and_accuracy(model, x, y, config.chunk_size)

@@ -4,7 +4,8 @@ r"""Diagnostics of SGD as variational inference for a finished run of `experimen
     python -m experiments.analyze --workdir=runs/sgd
     python -m experiments.analyze --workdir=runs/sgd --diffusion_examples=1000 --hessian_examples=0
 
-Reads the run's checkpoint.keras (for an anchored optimizer, the anchor),
+Reads the run's checkpoint.keras (for an anchored optimizer, the anchor; for
+Elastic-SGD / Parle on several replicas, mirrored or multi-worker, the center),
 config.json (model and data set) and, when present, snapshots.npz (weight
 snapshots of `experiments.training.snapshots.WeightSnapshots`), and writes into
 the run directory:

@@ -15,7 +15,7 @@ notebooks, tests and benchmarks call directly (re-exported here) with a
 `TrainConfig` or a dict of overrides of `default_config()`. Importing it defines
 no flags; they are defined on the `__main__` path only.
 
---config=NAME runs one row of the papers' tables (experiments/paper_configs.py,
+--config=NAME runs one row of the papers' tables (experiments/configs/NAME.py,
 resolved by experiments/training/paper_runs.py): the row's values are the base
 and only the flags given on the command line override them; config.json records
 the resolved config and the row's name. --config=list prints the rows with the
@@ -38,15 +38,21 @@ TF_CONFIG, a cluster that does not join in time) or missing/damaged data files
 
 import sys
 
-from absl import app, flags
+from experiments import stop_signals
 
-from control_opt import datasets, models
-from experiments import config_flags, paper_configs
-from experiments.training import paper_runs, registry
-from experiments.training import (METRICS_COLUMNS, OPTIMIZERS, RESUMABLE_CHANGES, STRATEGIES, ConfigMismatchError,
-                                  TrainConfig, TrainingDiverged, config_from_dict, default_config, default_workdir,
-                                  epoch_permutation, hyperparameter_names, learning_rate_at, parse_lr_schedule,
-                                  register_optimizer, resolve_config, train_and_evaluate)
+if __name__ == "__main__":  # before NumPy and TensorFlow start threads: they inherit it (stop_signals.py)
+    stop_signals.hold()
+
+from absl import app, flags  # noqa: E402
+
+from control_opt import datasets, models  # noqa: E402
+from experiments import config_flags, paper_configs  # noqa: E402
+from experiments.training import paper_runs, registry  # noqa: E402
+from experiments.training import (METRICS_COLUMNS, OPTIMIZERS, RESUMABLE_CHANGES, STRATEGIES,  # noqa: E402
+                                  ConfigMismatchError, TrainConfig, TrainingDiverged, config_from_dict,
+                                  default_config, default_workdir, epoch_permutation, hyperparameter_names,
+                                  learning_rate_at, parse_lr_schedule, register_optimizer, resolve_config,
+                                  train_and_evaluate)
 
 __all__ = [
     "TrainConfig", "default_config", "config_from_dict", "resolve_config", "default_workdir",
@@ -99,6 +105,8 @@ def overrides(flag_values: flags.FlagValues = FLAGS) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.strategy != "multi_worker":  # multi_worker: once the cluster has joined (multi_worker.py)
+        stop_signals.release()
     if FLAGS.config == "list":
         print(paper_runs.list_text())
         return

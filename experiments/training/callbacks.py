@@ -340,10 +340,13 @@ class Recorder(keras.callbacks.Callback):
         return 1000.0 * sum(t for t, _ in timings) / sum(s for _, s in timings)
 
 
-def per_epoch_callbacks(config, recorder: Recorder, timer: PhaseTimer, *, snapshots: bool = True):
+def per_epoch_callbacks(config, recorder: Recorder, timer: PhaseTimer, *, writes: bool = True):
     """The callback list both loops run: the anchor swap first (everything after it sees the
-    anchor), the recorder, and with `config.snapshot_every` (and `snapshots`) the weight snapshots."""
+    anchor), the recorder, and with `config.snapshot_every` the weight snapshots. Every worker
+    of a multi-worker run records them (reading replica-local weights is a collective that all
+    workers must join); only the one that `writes` (the chief) writes the file."""
     callbacks = [TimedAnchorSwap(timer), recorder]
-    if config.snapshot_every and snapshots:
-        callbacks.append(WeightSnapshots(os.path.join(recorder.rundir.path, SNAPSHOTS_FILE), config.snapshot_every))
+    if config.snapshot_every:
+        callbacks.append(WeightSnapshots(os.path.join(recorder.rundir.path, SNAPSHOTS_FILE), config.snapshot_every,
+                                         writes=writes))
     return callbacks

@@ -191,7 +191,7 @@ def train_loop(config, rundir: RunDir, strategy, data, optimizer, schedule, time
                         wall_time_before=rows[-1]["wall_time_s"] if rows else 0.0, timer=timer,
                         evaluator=evaluation, checkpoint_every=config.checkpoint_every, final_epoch=config.epochs,
                         save_checkpoint=save_checkpoint, replica_metrics=replica_metrics, writes=chief)
-    callbacks = keras.callbacks.CallbackList(per_epoch_callbacks(config, recorder, timer, snapshots=chief),
+    callbacks = keras.callbacks.CallbackList(per_epoch_callbacks(config, recorder, timer, writes=chief),
                                              model=model)
     batches = iter(train_batches(x_train, y_train, seed=config.seed, batch_size=config.batch_size,
                                  initial_epoch=initial_epoch, epochs=config.epochs, augment=config.augment))

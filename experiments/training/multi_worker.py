@@ -10,10 +10,14 @@ ever if one never starts, and TensorFlow's coordination service takes over
 SIGTERM meanwhile (a kill -TERM or Ctrl-C is ignored; only kill -9 stops it).
 So the wait is bounded and interruptible: SIGTERM and SIGINT are blocked for
 the constructor's duration (held pending; the threads TensorFlow starts inherit
-that) and a watchdog process (`_WATCHDOG`) that sees them pending, or
-`timeout_s` seconds without the cluster, prints a one-line error and kills the
-runner, before anything is written. Once joined, the signals are unblocked and
-their default actions restored (TensorFlow's handler would ignore them).
+that, and `python -m experiments.train` blocks them before NumPy and TensorFlow
+start any thread: `experiments/stop_signals.py`) and a watchdog process
+(`_WATCHDOG`) that sees them pending, or `timeout_s` seconds without the
+cluster, prints a one-line error ("error: stopped by SIGTERM while waiting for
+...", or "... did not complete within T s (--startup_timeout_s) ...") and ends
+the runner with SIGKILL (exit status 137, -9 to Python's subprocess), before
+anything is written. Once joined, the signals are unblocked and their default
+actions restored (TensorFlow's handler would ignore them).
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ import sys
 
 import tensorflow as tf
 
+from experiments import stop_signals
+
 __all__ = ["multi_worker_strategy", "read_tf_config", "join_within", "DEFAULT_STARTUP_TIMEOUT_S"]
 
 DEFAULT_STARTUP_TIMEOUT_S = 300.0
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def read_tf_config(text: str | None = None) -> dict:
@@ -94,7 +99,7 @@ while True:
 
 def join_within(make, timeout_s: float, what: str):
     """`make()` with SIGTERM / SIGINT honoured and at most `timeout_s` seconds (module docstring)."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # held pending: the watchdog sees them
+    stop_signals.hold()  # held pending in this thread: the watchdog sees them
     watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), f"{timeout_s:g}", what],
                                 stdin=subprocess.PIPE)
     print(f"waiting up to {timeout_s:g} s for {what}", flush=True)  # SIGTERM / SIGINT now end the wait
@@ -103,9 +108,9 @@ def join_within(make, timeout_s: float, what: str):
     finally:
         watchdog.stdin.close()
         watchdog.wait()
-        for signum in _STOP_SIGNALS:  # TensorFlow's own handlers off: the defaults again
+        for signum in stop_signals.STOP_SIGNALS:  # TensorFlow's own handlers off: the defaults again
             signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else signal.default_int_handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        stop_signals.release()
 
 
 def multi_worker_strategy(replicas=None, timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S):

@@ -40,6 +40,7 @@ from typing import Any, Mapping
 import keras
 
 from control_opt._internal.atomic import atomic_path, atomic_write
+from control_opt.optimizers import find_anchored_optimizer
 from experiments.training import registry
 from experiments.training.config import RESUMABLE_CHANGES, TrainConfig, config_from_json, flat_config
 
@@ -139,6 +140,37 @@ class RunDir:
 
     def load_checkpoint(self) -> keras.Model:
         return keras.models.load_model(self.checkpoint)
+
+    def load_evaluated_model(self) -> tuple[keras.Model, str]:
+        """The checkpointed model at the weights the run evaluated at, and what they are.
+
+        The runner saves at epoch ends with the anchor swapped in (`AnchorSwap`), so the file's
+        model weights are those of metrics.csv's test columns: the anchor of an anchored
+        optimizer, and for Elastic-SGD / Parle on n > 1 replicas (mirrored or multi-worker) the
+        center `xbar` that every replica holds then (`mean_a x_a`, or EASGD's center variable:
+        the optimizer's `_report`). Such a run's optimizer state is each replica's, stacked, and
+        loads only under a strategy of n replicas; the center needs no optimizer, so it is
+        loaded without one (`compile=False`, `model.optimizer` is None).
+
+        Returns:
+          (model, "weights" | "anchor" | "center of n replicas").
+
+        Raises:
+          FileNotFoundError: no config.json or checkpoint.keras (named).
+        """
+        for path in (self.config, self.checkpoint):
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"{path} is missing: {self.path} is not a finished run of experiments.train")
+        config = self.read_config()
+        spec = registry.OPTIMIZERS.get(config.optimizer)
+        if spec is not None and spec.replica_local and config.replicas > 1:
+            return keras.models.load_model(self.checkpoint, compile=False), f"center of {config.replicas} replicas"
+        model = keras.models.load_model(self.checkpoint)
+        return model, "anchor" if find_anchored_optimizer(model) is not None else "weights"
+
+    def checkpoint_step(self) -> int:
+        """The optimizer steps (gradient evaluations) of the checkpoint, from checkpoint.json."""
+        return int(read_json(self.checkpoint_info)["gradient_evaluations"])
 
     def resume_epoch(self, model: keras.Model, steps_per_epoch: int, epochs: int) -> int:
         """The effective epochs done by the checkpointed `model` (its optimizer counts gradient evaluations).

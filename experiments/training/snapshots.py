@@ -107,10 +107,12 @@ class WeightSnapshots(keras.callbacks.Callback):
         random projection (used only when the model has more weights).
       projection_seed: the projection's seed.
       write_every_epochs: write the file every this many epochs (and at the end).
+      writes: False: record (and read an existing file) but never write it (a multi-worker run's
+        other workers: reading replica-local weights is a collective every worker joins).
     """
 
     def __init__(self, path: str, every: int, *, max_snapshots: int = 1000, projection_dim: int | None = None,
-                 projection_seed: int = 0, write_every_epochs: int = 10):
+                 projection_seed: int = 0, write_every_epochs: int = 10, writes: bool = True):
         super().__init__()
         if int(every) < 1:
             raise ValueError(f"`every` must be a positive integer, got {every}")
@@ -124,6 +126,7 @@ class WeightSnapshots(keras.callbacks.Callback):
         self.projection_dim = None if projection_dim is None else int(projection_dim)
         self.projection_seed = int(projection_seed)
         self.write_every_epochs = max(1, int(write_every_epochs))
+        self.writes = bool(writes)
         self.steps, self.rows = [], []
         self._projection = None
         self._dirty = False
@@ -203,8 +206,8 @@ class WeightSnapshots(keras.callbacks.Callback):
         self.write()
 
     def write(self):
-        """Writes the file atomically if anything was recorded since the last write."""
-        if not self._dirty:
+        """Writes the file atomically if anything was recorded since the last write (and it `writes`)."""
+        if not self._dirty or not self.writes:
             return
         weights = np.stack(self.rows).astype(np.float32) if self.rows else np.zeros((0, 0), np.float32)
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)

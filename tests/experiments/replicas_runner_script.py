@@ -12,8 +12,8 @@ from experiments import train  # noqa: E402
 from experiments.training import ConfigMismatchError  # noqa: E402
 
 out = sys.argv[1]
-# 400 examples in global batches of 50 (25 per replica): 8 steps per effective epoch; L = 3.
-TINY = dict(epochs=2, batch_size=50, max_train_examples=400, max_test_examples=200, steps_per_execution=4,
+# 200 examples in global batches of 50 (25 per replica): 4 steps per effective epoch; L = 3.
+TINY = dict(epochs=2, batch_size=50, max_train_examples=200, max_test_examples=100, steps_per_execution=4,
             verbose=0, strategy="mirrored", replicas=2)
 results = {}
 

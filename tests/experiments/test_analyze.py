@@ -1,5 +1,6 @@
 """experiments.analyze / experiments.analysis_run / experiments.training.snapshots, on a tiny run."""
 
+import dataclasses
 import json
 import math
 import os
@@ -9,10 +10,14 @@ import keras
 import numpy as np
 import pytest
 
+from control_opt import datasets
 from control_opt.optimizers import EntropySGD
 from control_opt.optimizers.callbacks import AnchorSwap
 from experiments import analysis_run, train
+from experiments.training.config import TrainConfig
+from experiments.training.rundir import RunDir
 from experiments.training.snapshots import WeightSnapshots, projection_matrix, read_snapshots
+from tests.experiments.support import write_cifar10
 from tests.support import processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -112,6 +117,32 @@ def test_command_line_and_importing_defines_no_flags(analysed_run, tmp_path):
     with open(os.path.join(workdir, "analysis.json")) as f:
         stored = json.load(f)
     assert stored["diffusion"]["num_examples"] == 16 and len(stored["hessian"]["top_eigenvalues"]) == 2
+
+
+def test_the_runs_own_data_are_analysed_and_data_dir_overrides(tmp_path, monkeypatch):
+    """A CIFAR-10 run recorded data_dir=a/ and preprocess=standardize; $CONTROL_OPT_DATA_DIR points
+    at b/ (other images) and the loader's default is ZCA: analyze must still see a/ standardized,
+    and b/ standardized once its `data_dir` (--data_dir) says b/."""
+    monkeypatch.setattr(datasets.registry, "_MEMORY_CACHE", {})
+    monkeypatch.setenv("CONTROL_OPT_CACHE_DIR", str(tmp_path / "cache"))
+    for seed, folder in enumerate(("a", "b")):
+        write_cifar10(tmp_path / folder, n_per_file=3, n_test=2, seed=seed)  # 15 training images, random
+    monkeypatch.setenv("CONTROL_OPT_DATA_DIR", str(tmp_path / "b"))
+    workdir = tmp_path / "run"
+    RunDir(str(workdir)).write_config(TrainConfig(dataset="cifar10", data_dir=str(tmp_path / "a"),
+                                                  dataset_kwargs="preprocess=standardize", model="lenet"))
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.save(workdir / "checkpoint.keras")
+    tiny = analysis_run.AnalysisConfig(diffusion_examples=4, hessian_examples=4, hessian_k=1, lanczos_steps=3,
+                                       density_probes=1, density_steps=3, trace_probes=2, figures=False)
+    for data_dir, expected_dir in ((None, "a"), (str(tmp_path / "b"), "b")):
+        _, _, (x, _), _, _ = analysis_run.load_run(str(workdir), data_dir)
+        expected = datasets.load("cifar10", str(tmp_path / expected_dir), preprocess="standardize")
+        np.testing.assert_array_equal(x, expected.x_train)
+        result = analysis_run.analyze_run(str(workdir), dataclasses.replace(tiny, data_dir=data_dir))
+        loss = analysis_run.loss_and_accuracy(model, expected.x_train, expected.y_train)[0]
+        assert result["run"]["train_loss"] == pytest.approx(loss, rel=1e-6)
 
 
 # ------------------------------------------------------------------ the snapshot callback

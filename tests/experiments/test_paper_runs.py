@@ -6,14 +6,14 @@ straight run.
 
 Shrinking: 40 training / 16 test examples, batch 8 (5 steps), one effective epoch; mnistfc at
 hidden=16 and WRN-28-10 at depth=10,width=1 through model_kwargs. LeNet and All-CNN-BN have no
-width option and run at full size (about 7 s per All-CNN-BN row on 2 shared cores). The
+width option: LeNet runs at full size, All-CNN-BN in esgd_allcnn only (the other All-CNN-BN rows
+on the small WRN: `NETWORK_SWAP`). The
 distributed rows (Elastic-SGD, Parle: 3 replicas) run in-process on one replica; the Parle
 CIFAR-10 row runs on its 3 replicas in a fresh process (logical CPU devices).
 """
 
 import json
 import os
-import struct
 import sys
 
 import keras
@@ -27,10 +27,10 @@ from experiments.training import paper_runs, registry, rundir
 from experiments.training.data import train_batches
 from experiments.training.options import canonical_options, parse_options
 from experiments import train
+from tests.experiments.support import N_TEST, N_TRAIN, write_cifar10, write_cifar100, write_mnist
 from tests.support import processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-N_TRAIN, N_TEST = 40, 16
 SHRINK = dict(epochs=1, batch_size=8, max_train_examples=N_TRAIN, max_test_examples=N_TEST, verbose=0,
               steps_per_execution=5)
 # The anchored optimizers' first outer step comes after 20 gradient evaluations; a shrunken epoch has 5.
@@ -38,65 +38,24 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*before the first outer step:Us
 
 CLI_ROW = "parle_wrn28_10_cifar10"  # run end to end, on 3 replicas, by the command-line test only
 MODEL_SHRINK = {"mnistfc": "hidden=16", "wide_resnet": "depth=10,width=1"}
+# All-CNN-BN at full size costs about 5 s per gradient evaluation on 2 loaded cores: esgd_allcnn runs
+# it (the authors' network through the runner); the other All-CNN-BN rows, whose subject is their
+# optimizer, schedule and ZCA data, run on the small WRN instead.
+NETWORK_SWAP = {"sgd_allcnn", "hj_allcnn", "elastic_allcnn"}
+SMALL_NETWORK = dict(model="wide_resnet", model_kwargs="depth=10,width=1")
+
+
+@pytest.fixture(scope="module")
+def _shared_disk_cache(tmp_path_factory):
+    """One ZCA disk cache for the module (its files are named by the data's content)."""
+    return str(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(autouse=True)
-def _fresh_caches(monkeypatch, tmp_path):
+def _fresh_caches(monkeypatch, _shared_disk_cache):
     monkeypatch.setattr(datasets.registry, "_MEMORY_CACHE", {})
-    monkeypatch.setenv("CONTROL_OPT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CONTROL_OPT_CACHE_DIR", _shared_disk_cache)
     monkeypatch.delenv("CONTROL_OPT_DATA_DIR", raising=False)
-
-
-# The standard formats, as tests/datasets/test_image_loaders.py writes them (not imported: a test
-# file is no library).
-CIFAR10_BIN = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
-
-
-def idx_bytes(array):
-    array = np.asarray(array, np.uint8)
-    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(">" + "I" * array.ndim, *array.shape) + array.tobytes()
-
-
-def write_tree(root, folder, contents):
-    (root / folder).mkdir()
-    for name, raw in contents.items():
-        (root / folder / name).write_bytes(raw)
-
-
-def write_mnist(folder, n_train=N_TRAIN, n_test=N_TEST, seed=0):
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
-              "train-labels-idx1-ubyte": rng.integers(0, 10, n_train),
-              "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
-              "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test)}
-    for name, array in arrays.items():
-        (folder / name).write_bytes(idx_bytes(array))
-    return folder
-
-
-def write_cifar10(folder, n_per_file=N_TRAIN // 5, n_test=N_TEST, seed=0):
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    contents = {}
-    for name in CIFAR10_BIN:
-        n = n_test if name.startswith("test") else n_per_file
-        records = np.concatenate([rng.integers(0, 10, (n, 1)), rng.integers(0, 256, (n, 3072))], axis=1)
-        contents[name] = records.astype(np.uint8).tobytes()
-    write_tree(folder, "cifar-10-batches-bin", contents)
-    return folder
-
-
-def write_cifar100(folder, n_train=N_TRAIN, n_test=N_TEST, seed=0):
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    contents = {}
-    for name, n in (("train.bin", n_train), ("test.bin", n_test)):
-        records = np.concatenate([rng.integers(0, 20, (n, 1)), rng.integers(0, 100, (n, 1)),
-                                  rng.integers(0, 256, (n, 3072))], axis=1)
-        contents[name] = records.astype(np.uint8).tobytes()
-    write_tree(folder, "cifar-100-binary", contents)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +126,32 @@ def test_unknown_name_lists_the_names_and_unavailable_optimizer_says_so(monkeypa
         **{**row.to_dict(), "hyperparameters": {**row.hyperparameters, "beta_1": 0.5}}))
     with pytest.raises(ValueError, match=r"'sgd_allcnn' sets beta_1=0.5, which optimizer 'sgd' does not take"):
         train.config_from_dict(dict(config="sgd_allcnn"))
+
+
+def test_a_named_config_is_one_module_with_get_config(tmp_path, monkeypatch):
+    """A module added to experiments/configs is a config (after the listed ones); one whose
+    get_config() is missing or returns another name is refused, naming its file."""
+    from experiments import configs  # pylint: disable=import-outside-toplevel
+
+    assert set(paper_configs.names()) == set(configs.ORDER)  # every shipped module, listed in ORDER
+    folder = tmp_path / "more"
+    folder.mkdir()
+    (folder / "aaa_short_lenet.py").write_text(
+        "import dataclasses\nfrom experiments.configs import sgd_lenet\n\n\ndef get_config():\n"
+        "    return dataclasses.replace(sgd_lenet.get_config(), name='aaa_short_lenet', epochs=3)\n")
+    monkeypatch.setattr(configs, "__path__", [*configs.__path__, str(folder)])
+    for name in ("aaa_short_lenet", "bad_name", "no_function"):
+        monkeypatch.delitem(sys.modules, f"experiments.configs.{name}", raising=False)
+    rows = paper_configs._read_configs()  # pylint: disable=protected-access
+    assert list(rows)[:len(configs.ORDER)] == list(configs.ORDER) and list(rows)[-1] == "aaa_short_lenet"
+    assert rows["aaa_short_lenet"].epochs == 3 and rows["aaa_short_lenet"].model == "lenet"
+    (folder / "bad_name.py").write_text("from experiments.configs import sgd_lenet\nget_config = sgd_lenet.get_config\n")
+    with pytest.raises(ValueError, match=r"bad_name\.py: get_config\(\) must return the PaperConfig named 'bad_name'"):
+        paper_configs._read_configs()  # pylint: disable=protected-access
+    (folder / "bad_name.py").unlink()
+    (folder / "no_function.py").write_text("ROW = None\n")
+    with pytest.raises(ValueError, match=r"no_function\.py defines no get_config\(\)"):
+        paper_configs._read_configs()  # pylint: disable=protected-access
 
 
 # ------------------------------------------------------------------ command line
@@ -249,6 +234,8 @@ def test_every_row_runs_one_shrunken_epoch(name, tmp_path, data_dirs):
     overrides = dict(config=name, data_dir=data_dirs[row.dataset], **SHRINK)
     if row.model in MODEL_SHRINK:
         overrides["model_kwargs"] = MODEL_SHRINK[row.model]
+    if name in NETWORK_SWAP:
+        overrides.update(SMALL_NETWORK)
     status = paper_runs.runnable(row)
     if status == "yes" and train.config_from_dict(dict(config=name)).replicas > 1:
         # Several replicas need logical devices set up before TensorFlow starts (a fresh process:
@@ -263,7 +250,8 @@ def test_every_row_runs_one_shrunken_epoch(name, tmp_path, data_dirs):
     assert summary["epochs"] == 1 and summary["gradient_evaluations"] == N_TRAIN // 8
     assert np.isfinite(summary["final_test_loss"])
     stored = json.load(open(tmp_path / "wd" / "config.json"))
-    assert stored["config"] == name and stored["model"] == row.model and stored["dataset"] == row.dataset
+    assert stored["config"] == name and stored["model"] == overrides.get("model", row.model)
+    assert stored["dataset"] == row.dataset and parse_options(stored["dataset_kwargs"]) == row.dataset_kwargs
     assert stored["augment"] == row.augment
     model = keras.models.load_model(tmp_path / "wd" / "checkpoint.keras")
     assert model.input_shape[1:] == datasets.load(row.dataset, data_dirs[row.dataset],
@@ -272,7 +260,9 @@ def test_every_row_runs_one_shrunken_epoch(name, tmp_path, data_dirs):
 
 # ------------------------------------------------------------------ augmentation and resume
 
-AUG = dict(optimizer="sgd", model="wide_resnet", model_kwargs="depth=10,width=1", dataset="cifar10",
+# The network only carries the weights compared (a small fully connected one, no dropout: Keras'
+# dropout draws are not part of the checkpoint); the crops and flips are the subject.
+AUG = dict(optimizer="sgd", model="mnistfc", model_kwargs="hidden=16,input_dropout=0.0,dropout=0.0", dataset="cifar10",
            dataset_kwargs="preprocess=standardize", augment=True, epochs=2, batch_size=8, max_train_examples=N_TRAIN,
            max_test_examples=N_TEST, steps_per_execution=5, verbose=0, learning_rate=0.05)
 

@@ -2,11 +2,13 @@
 
 import json
 import os
+import pathlib
 import sys
 
 import pytest
 
-from experiments import train
+from experiments import analysis_run, train
+from tests.experiments.support import run_test_loss
 from tests.support import processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -19,7 +21,7 @@ def results(tmp_path_factory):
                           str(out)], cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")})
     assert "RUNNER_OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return json.loads((out / "results.json").read_text())
+    return dict(json.loads((out / "results.json").read_text()), out=str(out))
 
 
 def test_parle_and_elastic_sgd_train_on_two_replicas(results):
@@ -64,6 +66,25 @@ def test_resume_on_two_replicas_keeps_the_replica_columns(results):
 
 def test_resume_on_two_replicas_continues_the_same_run(results):
     assert results["resume_equal"]
+
+
+def test_analyze_analyses_the_center_the_run_evaluated_at(results):
+    """`experiments.analyze` on 2-replica runs, in this 1-device process (as from the command line):
+    it analyses the center (the model of the file, loaded without the per-replica optimizer state
+    that only a strategy of 2 replicas can hold), whose test loss is the run's own final one."""
+    tiny = analysis_run.AnalysisConfig(diffusion_examples=8, hessian_examples=50, hessian_k=1, lanczos_steps=4,
+                                       density_probes=1, density_steps=4, trace_probes=2, figures=False)
+    parle = os.path.join(results["out"], "straight")
+    result = analysis_run.analyze_run(parle, tiny)
+    assert result["run"]["weights"] == "center of 2 replicas"
+    assert result["run"]["steps"] == 8  # 2 effective epochs of 4 steps (checkpoint.json)
+    assert result["run"]["train_loss"] > 0 and result["hessian"]["dim"] == result["diffusion"]["dim"]
+    for workdir in ("straight", "e"):
+        workdir = pathlib.Path(results["out"]) / workdir
+        model, _, _, _, weights = analysis_run.load_run(str(workdir))
+        assert weights == "center of 2 replicas"
+        summary = json.loads((workdir / "summary.json").read_text())
+        assert abs(run_test_loss(model, workdir) - summary["final_test_loss"]) < 1e-5 * summary["final_test_loss"]
 
 
 def test_clear_errors_for_another_number_of_replicas_or_too_many(results):
