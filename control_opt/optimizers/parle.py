@@ -195,7 +195,7 @@ class Parle(anchored.MomentumOuterStep, ReplicaLocalCoupling, _LocalEntropyChain
     def _merge_controls(self, distribution, variables, controls, scalars):
         """One all-reduce: `xbar = mean_b mu_b` (or `x_b`); then `(x_a - mu_a) + rho_k (x_a - xbar)`."""
         slots = self._means if self.reference == "means" else self._anchors
-        centers = distribute.all_reduce_mean(distribution, self._per_replica_reads(slots))
+        centers = self._all_reduce_with_statistics(distribution, slots)
         self._assign_centers(centers)
         rho = {dtype: distribution.experimental_local_results(values["rho"])
                for dtype, values in scalars.chain.items()}
