@@ -153,6 +153,72 @@ errors["compile_false_is_the_center"] = max(float(np.max(np.abs(a - b)))
                                              for a, b in zip(loaded.get_weights(), model.get_weights()))
 results["errors"] = errors
 
+# 4. Batch-norm statistics at the center: replica 1's shard of every batch is shifted, so each
+# replica's own statistics differ; plain `fit` (no AnchorSwap), then evaluate / predict / save.
+def batch_norm_checks(make_optimizer):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4 * SHARD * N, 6)).astype("float32")
+    y = (x[:, 1] > 0).astype("int32")
+    x[(np.arange(len(x)) // SHARD) % N == 1] += 2.0
+    model = build(make_optimizer, dtype="float32", batch_norm=True)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.train_on_batch(x[:SHARD * N], y[:SHARD * N])  # 2 steps: Parle(L=2) syncs at the second
+    model.train_on_batch(x[SHARD * N:2 * SHARD * N], y[SHARD * N:2 * SHARD * N])
+    statistics = [distribute.stack_components(v) for v in model.non_trainable_variables]
+    out = {"after_sync": max(float(np.abs(s[0] - s[1]).max()) for s in statistics)}
+    fit(model, x, y)
+    statistics = [distribute.stack_components(v) for v in model.non_trainable_variables]
+    out["after_fit"] = max(float(np.abs(s[0] - s[1]).max()) for s in statistics)
+    rows = x[:SHARD]
+    both = model.predict(np.concatenate([rows, rows]), batch_size=SHARD * N, verbose=0)  # replica 0, replica 1
+    out["predict_by_replica"] = float(np.abs(both[:SHARD] - both[SHARD:]).max())
+    path = os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), "batch_norm.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, compile=False)
+    out["saved_predict"] = float(np.abs(loaded.predict(rows, verbose=0) - both[:SHARD]).max())
+    loaded.compile(loss=loss)
+    out["evaluate_vs_saved"] = abs(model.evaluate(x, y, batch_size=SHARD * N, verbose=0)
+                                   - loaded.evaluate(x, y, batch_size=SHARD * N, verbose=0))
+    return out
+
+
+results["batch_norm"] = {
+    "elastic_sgd": batch_norm_checks(lambda: control_opt.ElasticSGD(rho=0.1)),
+    "elastic_sgd_moving_center": batch_norm_checks(lambda: control_opt.ElasticSGD(rho=0.1, center_moving_rate=0.25)),
+    "parle": batch_norm_checks(lambda: control_opt.Parle(langevin_steps=2))}
+
+
+# 5. mixed_float16 where only replica 1's gradients overflow (its shard's inputs are huge).
+def overflow_checks(make_optimizer):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(SHARD * N, 6)).astype("float32")
+    y = (x[:, 1] > 0).astype("int32")
+    x[SHARD:] *= 3e3
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with control_opt.replica_local(STRATEGY):
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8),
+                                      keras.layers.Dense(2, dtype="float32")])
+            model.compile(optimizer=make_optimizer(), jit_compile=False,
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    before = [distribute.stack_components(v) for v in model.trainable_variables]
+    fit(model, x, y)
+    after = [distribute.stack_components(v) for v in model.trainable_variables]
+    wrapper = model.optimizer
+    return {"nan": bool(any(np.isnan(a).any() for a in after)),
+            "moved": max(float(np.abs(a - b).max()) for a, b in zip(after, before)),
+            "scale": distribute.stack_components(wrapper.dynamic_scale).tolist(),
+            "counter": distribute.stack_components(wrapper.step_counter).tolist(),
+            "iterations": int(wrapper.inner_optimizer.iterations.numpy()),
+            "initial_scale": float(wrapper.initial_scale)}
+
+
+results["overflow"] = {"elastic_sgd": overflow_checks(lambda: control_opt.ElasticSGD(rho=0.1)),
+                       "parle": overflow_checks(lambda: control_opt.Parle(langevin_steps=2))}
+
 if __name__ == "__main__":
     with open(sys.argv[1], "w") as f:
         json.dump(results, f, indent=1)

@@ -60,3 +60,22 @@ def test_loading_a_replica_local_model_without_a_strategy_names_the_fix(measured
     message = measured["errors"]["load_without_strategy"]
     assert "compile=False" in message and "replica_local(strategy)" in message
     assert measured["errors"]["compile_false_is_the_center"] == 0.0
+
+
+@pytest.mark.parametrize("optimizer", ["elastic_sgd", "elastic_sgd_moving_center", "parle"])
+def test_batch_norm_statistics_are_the_replicas_mean(measured, optimizer):
+    # Replica 1's shard is shifted by 2: on their own, the replicas' moving means differ by ~0.2.
+    run = measured["batch_norm"][optimizer]
+    assert run["after_sync"] < 1e-6  # averaged at the communication (Parle L = 2: the second step)
+    assert run["after_fit"] < 1e-6  # and when the center is put in the model
+    assert run["predict_by_replica"] < 1e-6  # the same rows on replica 0 or 1
+    assert run["saved_predict"] < 1e-6 and run["evaluate_vs_saved"] < 1e-5
+
+
+@pytest.mark.parametrize("optimizer", ["elastic_sgd", "parle"])
+def test_overflow_on_one_replica_skips_the_step_on_all(measured, optimizer):
+    # mixed_float16, only replica 1's float16 gradients overflow; Keras' wrapper looks at replica 0.
+    run = measured["overflow"][optimizer]
+    assert not run["nan"] and run["moved"] == 0.0
+    assert run["scale"] == [run["initial_scale"] / 2] * 2  # halved on every replica, as Keras does
+    assert run["counter"] == [0, 0] and run["iterations"] == 0
