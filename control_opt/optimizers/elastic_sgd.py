@@ -77,6 +77,10 @@ class ReplicaLocalCoupling:
       swapped in (`AnchorSwap`, end of `fit`, `finalize_variable_values`): the
       center `xbar` (`_report`) on every replica, so evaluation, predict and
       save see it; each replica's probe waits in a `held_probe` slot.
+    * Batch-norm statistics (`distribute.replica_statistics`): averaged in the
+      all-reduce of every communication and when the center is swapped in.
+    * `mixed_float16`: finiteness checked on every replica (one scalar
+      all-reduce), an overflow anywhere skips the step everywhere.
     * Saving: the per-replica slots are stored stacked `[n, ...]`
       (`save_own_variables`); loading into another number of replicas raises.
     """
