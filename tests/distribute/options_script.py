@@ -6,6 +6,7 @@ authors' code (`parle_code.py`), and Keras' options on the replica-local
 optimizers. Writes what it measured to JSON.
 """
 
+import copy
 import json
 import os
 import pickle
@@ -26,6 +27,7 @@ import keras  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import control_opt  # noqa: E402
 from control_opt import distribute  # noqa: E402
+from control_opt.optimizers.anchored import find_anchored_optimizer  # noqa: E402
 from tests.distribute import parle_code  # noqa: E402
 
 STRATEGY = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(N)])
@@ -218,6 +220,61 @@ def overflow_checks(make_optimizer):
 
 results["overflow"] = {"elastic_sgd": overflow_checks(lambda: control_opt.ElasticSGD(rho=0.1)),
                        "parle": overflow_checks(lambda: control_opt.Parle(langevin_steps=2))}
+
+# 6. The option table on 2 replicas: every optimizer, the options that apply under replicas at once
+# (clipnorm, weight decay, a schedule, a frozen layer, batch norm), then save / load / continue and
+# pickle / deepcopy of the trained optimizer. Entropy-SGD, Entropy-Adam and HopfLaxSGD are data
+# parallel (mirrored weights), Elastic-SGD and Parle replica-local.
+def table_row(name, make_optimizer):
+    replica_local = name in ("elastic_sgd", "parle", "parle_authors_code")  # the others: mirrored weights
+    scope = (lambda: control_opt.replica_local(STRATEGY)) if replica_local else STRATEGY.scope
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(4 * SHARD * N, 6)).astype("float32")
+    y = (x[:, 1] > 0).astype("int32")
+    x[(np.arange(len(x)) // SHARD) % N == 1] += 1.0
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(SHARD * N)
+    with scope():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="tanh", name="frozen"),
+                                  keras.layers.BatchNormalization(), keras.layers.Dense(2)])
+        model.get_layer("frozen").trainable = False
+        model.compile(optimizer=make_optimizer(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      jit_compile=False)
+    frozen = [distribute.stack_components(v) for v in model.get_layer("frozen").weights]
+    model.fit(dataset, epochs=1, verbose=0)
+    path = os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), f"table_{name}.keras")
+    model.save(path)
+    with scope():
+        loaded = keras.models.load_model(path)
+    for m in (model, loaded):
+        m.fit(dataset, epochs=1, verbose=0)
+    optimizer = find_anchored_optimizer(model) or model.optimizer
+    loaded_optimizer = find_anchored_optimizer(loaded) or loaded.optimizer
+    state = [distribute.stack_components(v) for v in model.trainable_variables + optimizer.variables]
+    clones = [pickle.loads(pickle.dumps(optimizer)), copy.deepcopy(optimizer)]
+    return {"finite": bool(all(np.isfinite(w).all() for w in state)),
+            "frozen_moved": max(float(np.abs(distribute.stack_components(v) - f).max())
+                                for v, f in zip(model.get_layer("frozen").weights, frozen)),
+            "statistics_differ": max(float(np.abs(s[0] - s[1]).max())
+                                     for s in map(distribute.stack_components, model.non_trainable_variables)),
+            "continued_vs_loaded": max(float(np.abs(a - distribute.stack_components(b)).max()) for a, b in
+                                       zip(state, loaded.trainable_variables + loaded_optimizer.variables)),
+            "clones_same_config": all(c.get_config() == optimizer.get_config() for c in clones)}
+
+
+schedule = keras.optimizers.schedules.PiecewiseConstantDecay([4], [0.1, 0.05])
+TABLE = {
+    "entropy_sgd": lambda: control_opt.EntropySGD(learning_rate=schedule, langevin_steps=2, clipnorm=1.0,
+                                                  weight_decay=0.01, seed=0),
+    "entropy_adam": lambda: control_opt.EntropyAdam(learning_rate=schedule, langevin_steps=2, clipnorm=1.0,
+                                                    weight_decay=0.01, seed=0),
+    "hopf_lax": lambda: control_opt.HopfLaxSGD(learning_rate=schedule, inner_steps=2, clipnorm=1.0),
+    "elastic_sgd": lambda: control_opt.ElasticSGD(learning_rate=schedule, clipnorm=1.0, weight_decay=0.01),
+    "parle": lambda: control_opt.Parle(learning_rate=schedule, langevin_steps=2, clipnorm=1.0, weight_decay=0.01),
+    "parle_authors_code": lambda: control_opt.Parle(learning_rate=schedule, langevin_steps=2, clipnorm=1.0,
+                                                    weight_decay=0.01, authors_code=True),
+    "keras_sgd": lambda: keras.optimizers.SGD(learning_rate=schedule, momentum=0.9, clipnorm=1.0, weight_decay=0.01)}
+results["table"] = {name: table_row(name, make) for name, make in TABLE.items()}
 
 if __name__ == "__main__":
     with open(sys.argv[1], "w") as f:
