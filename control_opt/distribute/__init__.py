@@ -8,6 +8,7 @@ optimizer:
   replica_local(strategy)   scope under which the model is built: its trainable
                             variables become replica-local (`ON_READ`, `MEAN`)
   per_replica_slots(...)    scope under which an optimizer creates per-replica slots
+  replica_statistics(...)   the model's batch-norm statistics made under replica_local
   replica_id()              this replica's index (0 without a strategy)
   local_devices(n)          n GPUs, else n logical CPU devices (configured if TF has not started)
   components(variable)      the per-device copies of a (distributed) variable
@@ -28,7 +29,7 @@ written component by component (`components`), and saved stacked.
 from control_opt.distribute.reduction import CountingReduction, all_reduce_mean
 from control_opt.distribute.replicas import (assign_components, components, is_replica_local,
                                              local_devices, per_replica_slots, replica_id, replica_local,
-                                             stack_components)
+                                             replica_statistics, stack_components)
 
 __all__ = ["CountingReduction", "all_reduce_mean", "assign_components", "components", "is_replica_local",
            "local_devices", "per_replica_slots", "replica_id", "replica_local", "stack_components"]

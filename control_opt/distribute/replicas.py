@@ -6,6 +6,7 @@ See the package docstring and docs/distributed.md.
 from __future__ import annotations
 
 import contextlib
+import weakref
 
 import keras
 import numpy as np
@@ -18,6 +19,40 @@ from control_opt._internal.tf_internals import ds_values as _ds_values
 def _tf_variable(variable):
     """The `tf.Variable` behind a Keras variable (a `tf.Variable` is already one)."""
     return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+# strategy -> weak references to the model statistics created under `replica_local(strategy)`.
+_STATISTICS = weakref.WeakKeyDictionary()
+
+
+def _is_statistic(kwargs):
+    """A non-trainable floating-point variable that its layer writes per replica (Keras' default
+    aggregation): batch-norm moving mean / variance. Not optimizer counters or flags (another
+    aggregation), not metrics (`SUM`, `ON_READ`), not seed states (integers)."""
+    dtype = kwargs.get("dtype")
+    aggregation = kwargs.get("aggregation")
+    synchronization = kwargs.get("synchronization")
+    return (not kwargs.get("trainable", True) and dtype is not None and tf.as_dtype(dtype).is_floating
+            and aggregation in (None, tf.VariableAggregation.NONE)
+            and synchronization in (None, tf.VariableSynchronization.AUTO, tf.VariableSynchronization.ON_WRITE))
+
+
+def _root(name):
+    return name.split("/", 1)[0].split(":", 1)[0]
+
+
+def replica_statistics(strategy, variables):
+    """The model statistics (batch-norm moving mean and variance: non-trainable floating-point
+    variables that each replica writes from its own batches) created under
+    `replica_local(strategy)` in the model of `variables`: those whose path starts like one of
+    `variables`' (the model's name for a Sequential or subclassed model, the layer's name in a
+    functional one). Replica-local optimizers average them across replicas at each
+    communication and before the center is put in the model (docs/distributed.md 5.6)."""
+    if not _in_a_strategy(strategy):
+        return ()
+    roots = {_root(getattr(v, "path", None) or _tf_variable(v).name) for v in variables}
+    live = [ref() for ref in _STATISTICS.get(strategy, ())]
+    return tuple(v for v in live if v is not None and _root(v.name) in roots)
 
 
 def _in_a_strategy(strategy):
@@ -43,18 +78,25 @@ def replica_local(strategy=None):
 
     Without a strategy (`strategy=None` and none in scope) it changes nothing:
     one replica, plain variables. Non-trainable model variables (e.g. batch
-    norm statistics) are made as the strategy makes them, but each replica
-    then updates its own copy from its own batches: they are not kept equal
-    (docs/distributed.md 5.6).
+    norm statistics) are made as the strategy makes them, and each replica
+    updates its own copy from its own batches; they are recorded here
+    (`replica_statistics`) so that Elastic-SGD and Parle average them at each
+    communication and before evaluation or saving (docs/distributed.md 5.6).
     """
     strategy = strategy or tf.distribute.get_strategy()
     with contextlib.ExitStack() as stack:
         stack.enter_context(strategy.scope())
         if _in_a_strategy(strategy):
+            statistics = _STATISTICS.setdefault(strategy, [])
+
             def creator(next_creator, **kwargs):
                 if kwargs.get("trainable", True):
                     kwargs["synchronization"] = tf.VariableSynchronization.ON_READ
                     kwargs["aggregation"] = tf.VariableAggregation.MEAN
+                elif _is_statistic(kwargs):
+                    variable = next_creator(**kwargs)
+                    statistics[:] = [ref for ref in statistics if ref() is not None] + [weakref.ref(variable)]
+                    return variable
                 return next_creator(**kwargs)
             stack.enter_context(tf.variable_creator_scope(creator))
         yield strategy

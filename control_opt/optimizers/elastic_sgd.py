@@ -34,7 +34,9 @@ References:
 
 from __future__ import annotations
 
+import sys
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -75,6 +77,10 @@ class ReplicaLocalCoupling:
       swapped in (`AnchorSwap`, end of `fit`, `finalize_variable_values`): the
       center `xbar` (`_report`) on every replica, so evaluation, predict and
       save see it; each replica's probe waits in a `held_probe` slot.
+    * Batch-norm statistics (`distribute.replica_statistics`): averaged in the
+      all-reduce of every communication and when the center is swapped in.
+    * `mixed_float16`: finiteness checked on every replica (one scalar
+      all-reduce), an overflow anywhere skips the step everywhere.
     * Saving: the per-replica slots are stored stacked `[n, ...]`
       (`save_own_variables`); loading into another number of replicas raises.
     """
@@ -107,6 +113,7 @@ class ReplicaLocalCoupling:
                     "compile the model under `with control_opt.replica_local(strategy):` (it also enters "
                     "`strategy.scope()`).")
         self._check_replicas()
+        self._find_loss_scale_owner()
         before = len(self.variables)
         with distribute.per_replica_slots(strategy):
             super()._build_slots(var_list)
@@ -114,6 +121,8 @@ class ReplicaLocalCoupling:
         self._per_replica_indices = frozenset(
             i for i, v in enumerate(self.variables) if i >= before and v.aggregation == "none")
         self._centers = self.add_copies(var_list, "center")
+        # Not a tracked attribute (the variables are the model's, not the optimizer's state).
+        object.__setattr__(self, "_statistics", distribute.replica_statistics(strategy, var_list))
         self._syncs = self.add_variable(shape=(), initializer="zeros", dtype="int64",
                                         aggregation="only_first_replica", name="syncs")
 
@@ -129,6 +138,54 @@ class ReplicaLocalCoupling:
     def syncs(self):
         """Number of communications (all-reduces of the parameters) so far."""
         return int(self._syncs.numpy()) if self.built else 0
+
+    # ------------------------------------------------------- mixed precision
+    def _find_loss_scale_owner(self):
+        """Keras' `LossScaleOptimizer` (what `compile` wraps the optimizer in under `mixed_float16`)
+        builds the optimizer it wraps from its own `build`: recorded here (a weak reference, found
+        among the callers' frames; Keras gives the wrapped optimizer no link to its wrapper), so
+        that an overflow on any replica can skip the step and lower the wrapper's scale."""
+        frame = sys._getframe(1)
+        for _ in range(6):
+            if frame is None:
+                return
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, keras.optimizers.LossScaleOptimizer) and \
+                    getattr(owner, "inner_optimizer", None) is self:
+                object.__setattr__(self, "_loss_scale_owner", weakref.ref(owner))
+                return
+            frame = frame.f_back
+
+    def _backend_apply_gradients(self, grads, trainable_variables):
+        """Under a `LossScaleOptimizer` with several replicas: finiteness checked on every replica
+        (one scalar all-reduce). Keras' wrapper looks at replica 0's gradients only (under data
+        parallelism they are all the same sum); here each replica steps on its own, so an
+        overflow on any replica skips the step on all of them and halves the loss scale, as
+        Keras does for an overflow: no weight moves, `iterations` does not advance, the
+        wrapper's counter restarts."""
+        ref = self.__dict__.get("_loss_scale_owner")
+        owner = ref() if ref is not None else None
+        if owner is None or self.num_replicas == 1:
+            return super()._backend_apply_gradients(grads, trainable_variables)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None])
+        context = tf.distribute.get_replica_context()
+        overflows = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+        step = super()._backend_apply_gradients
+
+        def merged(distribution, overflows, grads, trainable_variables):
+            def apply():
+                distribution.extended.call_for_each_replica(step, args=(grads, trainable_variables))
+
+            def skip():
+                # Keras adds 1 to both after this call (the wrapper's counter, `apply`'s
+                # iterations): the net effect is the wrapper's own skip.
+                owner.step_counter.assign(-1)
+                owner.dynamic_scale.assign(owner.dynamic_scale * 0.5)
+                self._iterations.assign_sub(1)
+
+            tf.cond(tf.equal(distribution.experimental_local_results(overflows)[0], 0.0), apply, skip)
+
+        context.merge_call(merged, args=(overflows, grads, trainable_variables))
 
     # ---------------------------------------------------------- phase 1
     def _own_gradients(self, grads):
@@ -166,6 +223,22 @@ class ReplicaLocalCoupling:
             out.append(row)
         return out
 
+    def _all_reduce_with_statistics(self, distribution, slots):
+        """`out[r][i]`: the mean over replicas of `slots[i]` (cross-replica context). The model's
+        statistics (`distribute.replica_statistics`: batch-norm moving mean and variance) travel
+        in the same all-reduce and every replica's copy is set to their mean: the statistics
+        are defined at the center, not by one replica."""
+        statistics = list(getattr(self, "_statistics", ()))
+        if not statistics or self.num_replicas == 1:
+            return distribute.all_reduce_mean(distribution, self._per_replica_reads(slots)) if slots else None
+        k = len(slots)
+        mean = distribute.all_reduce_mean(distribution, self._per_replica_reads(list(slots) + statistics))
+        for i, variable in enumerate(statistics):
+            for r, copy in enumerate(distribute.components(variable)):
+                with tf.device(copy.device):
+                    copy.assign(mean[r][k + i])
+        return [row[:k] for row in mean]
+
     def _assign_centers(self, values):
         """Center copy r of variable i <- `values[r][i]`; counts one communication."""
         for i, center in enumerate(self._centers):
@@ -193,8 +266,9 @@ class ReplicaLocalCoupling:
     # -------------------------------------------------------- what the model holds
     def _report(self, distribution):
         """`out[r][i]`: what the model holds on replica r when the center is
-        swapped in: `mean_a x_a` (one all-reduce, outside the training step)."""
-        return distribute.all_reduce_mean(distribution, self._per_replica_reads(self._anchors))
+        swapped in: `mean_a x_a` (one all-reduce, outside the training step, which also
+        averages the model's statistics)."""
+        return self._all_reduce_with_statistics(distribution, self._anchors)
 
     def _put_probe_back(self, variable):
         self.assign(variable, self._held_probes[self._get_variable_index(variable)])
@@ -399,7 +473,7 @@ class ElasticSGD(anchored.MomentumOuterStep, ReplicaLocalCoupling, anchored.Anch
         step = distribution.experimental_local_results(scalars.step)[0]
 
         def sync():
-            mean = distribute.all_reduce_mean(distribution, self._per_replica_reads(self._anchors))
+            mean = self._all_reduce_with_statistics(distribution, self._anchors)
             if self.center_moving_rate is not None:
                 rate = self.center_moving_rate * self.num_replicas
                 old = self._per_replica_reads(self._centers)
@@ -414,6 +488,7 @@ class ElasticSGD(anchored.MomentumOuterStep, ReplicaLocalCoupling, anchored.Anch
 
     def _report(self, distribution):
         if self.center_moving_rate is not None:
+            self._all_reduce_with_statistics(distribution, [])
             return self._per_replica_reads(self._centers)
         return super()._report(distribution)
 

@@ -6,6 +6,7 @@ authors' code (`parle_code.py`), and Keras' options on the replica-local
 optimizers. Writes what it measured to JSON.
 """
 
+import copy
 import json
 import os
 import pickle
@@ -26,6 +27,7 @@ import keras  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import control_opt  # noqa: E402
 from control_opt import distribute  # noqa: E402
+from control_opt.optimizers.anchored import find_anchored_optimizer  # noqa: E402
 from tests.distribute import parle_code  # noqa: E402
 
 STRATEGY = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(N)])
@@ -152,6 +154,127 @@ loaded = keras.models.load_model(path, compile=False)
 errors["compile_false_is_the_center"] = max(float(np.max(np.abs(a - b)))
                                              for a, b in zip(loaded.get_weights(), model.get_weights()))
 results["errors"] = errors
+
+# 4. Batch-norm statistics at the center: replica 1's shard of every batch is shifted, so each
+# replica's own statistics differ; plain `fit` (no AnchorSwap), then evaluate / predict / save.
+def batch_norm_checks(make_optimizer):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4 * SHARD * N, 6)).astype("float32")
+    y = (x[:, 1] > 0).astype("int32")
+    x[(np.arange(len(x)) // SHARD) % N == 1] += 2.0
+    model = build(make_optimizer, dtype="float32", batch_norm=True)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.train_on_batch(x[:SHARD * N], y[:SHARD * N])  # 2 steps: Parle(L=2) syncs at the second
+    model.train_on_batch(x[SHARD * N:2 * SHARD * N], y[SHARD * N:2 * SHARD * N])
+    statistics = [distribute.stack_components(v) for v in model.non_trainable_variables]
+    out = {"after_sync": max(float(np.abs(s[0] - s[1]).max()) for s in statistics)}
+    fit(model, x, y)
+    statistics = [distribute.stack_components(v) for v in model.non_trainable_variables]
+    out["after_fit"] = max(float(np.abs(s[0] - s[1]).max()) for s in statistics)
+    rows = x[:SHARD]
+    both = model.predict(np.concatenate([rows, rows]), batch_size=SHARD * N, verbose=0)  # replica 0, replica 1
+    out["predict_by_replica"] = float(np.abs(both[:SHARD] - both[SHARD:]).max())
+    path = os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), "batch_norm.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, compile=False)
+    out["saved_predict"] = float(np.abs(loaded.predict(rows, verbose=0) - both[:SHARD]).max())
+    loaded.compile(loss=loss)
+    out["evaluate_vs_saved"] = abs(model.evaluate(x, y, batch_size=SHARD * N, verbose=0)
+                                   - loaded.evaluate(x, y, batch_size=SHARD * N, verbose=0))
+    return out
+
+
+results["batch_norm"] = {
+    "elastic_sgd": batch_norm_checks(lambda: control_opt.ElasticSGD(rho=0.1)),
+    "elastic_sgd_moving_center": batch_norm_checks(lambda: control_opt.ElasticSGD(rho=0.1, center_moving_rate=0.25)),
+    "parle": batch_norm_checks(lambda: control_opt.Parle(langevin_steps=2))}
+
+
+# 5. mixed_float16 where only replica 1's gradients overflow (its shard's inputs are huge).
+def overflow_checks(make_optimizer):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(SHARD * N, 6)).astype("float32")
+    y = (x[:, 1] > 0).astype("int32")
+    x[SHARD:] *= 3e3
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with control_opt.replica_local(STRATEGY):
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8),
+                                      keras.layers.Dense(2, dtype="float32")])
+            model.compile(optimizer=make_optimizer(), jit_compile=False,
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    before = [distribute.stack_components(v) for v in model.trainable_variables]
+    fit(model, x, y)
+    after = [distribute.stack_components(v) for v in model.trainable_variables]
+    wrapper = model.optimizer
+    return {"nan": bool(any(np.isnan(a).any() for a in after)),
+            "moved": max(float(np.abs(a - b).max()) for a, b in zip(after, before)),
+            "scale": distribute.stack_components(wrapper.dynamic_scale).tolist(),
+            "counter": distribute.stack_components(wrapper.step_counter).tolist(),
+            "iterations": int(wrapper.inner_optimizer.iterations.numpy()),
+            "initial_scale": float(wrapper.initial_scale)}
+
+
+results["overflow"] = {"elastic_sgd": overflow_checks(lambda: control_opt.ElasticSGD(rho=0.1)),
+                       "parle": overflow_checks(lambda: control_opt.Parle(langevin_steps=2))}
+
+# 6. The option table on 2 replicas: every optimizer, the options that apply under replicas at once
+# (clipnorm, weight decay, a schedule, a frozen layer, batch norm), then save / load / continue and
+# pickle / deepcopy of the trained optimizer. Entropy-SGD, Entropy-Adam and HopfLaxSGD are data
+# parallel (mirrored weights), Elastic-SGD and Parle replica-local.
+def table_row(name, make_optimizer):
+    replica_local = name in ("elastic_sgd", "parle", "parle_authors_code")  # the others: mirrored weights
+    scope = (lambda: control_opt.replica_local(STRATEGY)) if replica_local else STRATEGY.scope
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(4 * SHARD * N, 6)).astype("float32")
+    y = (x[:, 1] > 0).astype("int32")
+    x[(np.arange(len(x)) // SHARD) % N == 1] += 1.0
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(SHARD * N)
+    with scope():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="tanh", name="frozen"),
+                                  keras.layers.BatchNormalization(), keras.layers.Dense(2)])
+        model.get_layer("frozen").trainable = False
+        model.compile(optimizer=make_optimizer(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      jit_compile=False)
+    frozen = [distribute.stack_components(v) for v in model.get_layer("frozen").weights]
+    model.fit(dataset, epochs=1, verbose=0)
+    path = os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), f"table_{name}.keras")
+    model.save(path)
+    with scope():
+        loaded = keras.models.load_model(path)
+    for m in (model, loaded):
+        m.fit(dataset, epochs=1, verbose=0)
+    optimizer = find_anchored_optimizer(model) or model.optimizer
+    loaded_optimizer = find_anchored_optimizer(loaded) or loaded.optimizer
+    state = [distribute.stack_components(v) for v in model.trainable_variables + optimizer.variables]
+    clones = [pickle.loads(pickle.dumps(optimizer)), copy.deepcopy(optimizer)]
+    return {"finite": bool(all(np.isfinite(w).all() for w in state)),
+            "frozen_moved": max(float(np.abs(distribute.stack_components(v) - f).max())
+                                for v, f in zip(model.get_layer("frozen").weights, frozen)),
+            "statistics_differ": max(float(np.abs(s[0] - s[1]).max())
+                                     for s in map(distribute.stack_components, model.non_trainable_variables)),
+            "continued_vs_loaded": max(float(np.abs(a - distribute.stack_components(b)).max()) for a, b in
+                                       zip(state, loaded.trainable_variables + loaded_optimizer.variables)),
+            "clones_same_config": all(c.get_config() == optimizer.get_config() for c in clones)}
+
+
+schedule = keras.optimizers.schedules.PiecewiseConstantDecay([4], [0.1, 0.05])
+TABLE = {
+    "entropy_sgd": lambda: control_opt.EntropySGD(learning_rate=schedule, langevin_steps=2, clipnorm=1.0,
+                                                  weight_decay=0.01, seed=0),
+    "entropy_adam": lambda: control_opt.EntropyAdam(learning_rate=schedule, langevin_steps=2, clipnorm=1.0,
+                                                    weight_decay=0.01, seed=0),
+    "hopf_lax": lambda: control_opt.HopfLaxSGD(learning_rate=schedule, inner_steps=2, clipnorm=1.0),
+    "elastic_sgd": lambda: control_opt.ElasticSGD(learning_rate=schedule, clipnorm=1.0, weight_decay=0.01),
+    "parle": lambda: control_opt.Parle(learning_rate=schedule, langevin_steps=2, clipnorm=1.0, weight_decay=0.01),
+    "parle_authors_code": lambda: control_opt.Parle(learning_rate=schedule, langevin_steps=2, clipnorm=1.0,
+                                                    weight_decay=0.01, authors_code=True),
+    "keras_sgd": lambda: keras.optimizers.SGD(learning_rate=schedule, momentum=0.9, clipnorm=1.0, weight_decay=0.01)}
+results["table"] = {name: table_row(name, make) for name, make in TABLE.items()}
 
 if __name__ == "__main__":
     with open(sys.argv[1], "w") as f:
