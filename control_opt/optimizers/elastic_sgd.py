@@ -181,7 +181,7 @@ class ReplicaLocalCoupling:
                 # iterations): the net effect is the wrapper's own skip.
                 owner.step_counter.assign(-1)
                 owner.dynamic_scale.assign(owner.dynamic_scale * 0.5)
-                self._iterations.assign_sub(1)
+                self.iterations.assign_sub(1)
 
             tf.cond(tf.equal(distribution.experimental_local_results(overflows)[0], 0.0), apply, skip)
 
