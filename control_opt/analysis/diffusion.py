@@ -207,10 +207,9 @@ def _diffusion_operator(problem, verbose):
 
     In exact arithmetic `sum(u) = 0` and the last term vanishes; in floating
     point `sum(u)` keeps about `N ulp(|J v|)`, which `J^T u` alone would
-    multiply by `|gbar|` (off by ~1e-3 relative for a mean gradient 1e7 times
-    the spread: tests/analysis/test_gram_route_mean.py, eigenvalues off by up
-    to 37%). Subtracting
-    `gbar sum(u)` (float64) removes it.
+    multiply by `|gbar|` (eigenvalues off by up to 37% for a mean gradient 1e7
+    times the spread: tests/analysis/test_gram_route_mean.py). Subtracting
+    `gbar sum(u)` (float64) removes it (3e-9 there).
     """
     chunks = list(problem.chunks())
     n = problem.num_examples
