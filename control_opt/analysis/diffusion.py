@@ -359,9 +359,9 @@ def plan_route(num_examples, dim, k, *, method="auto", itemsize=4, chunk_size=No
             method = "operator"
     if method == "auto" or not fits[method]:
         sizes = ", ".join(f"{name} {_memory.format_bytes(need)}" for name, need in needs.items())
-        asked = "no route" if method == "auto" else f"the {method!r} route"
+        asked = "no route fits" if method == "auto" else f"the {method!r} route does not fit"
         raise MemoryError(
-            f"diffusion_spectrum: {asked} fits in the memory budget of {_memory.format_bytes(budget)} "
+            f"diffusion_spectrum: {asked} in the memory budget of {_memory.format_bytes(budget)} "
             f"(N = {n} examples, P = {p} weights, k = {k}, {itemsize}-byte floats, chunks of {chunk_size} "
             f"examples); estimated needs: {sizes}. Use fewer examples, a smaller `chunk_size` or `k`, or a "
             "larger `max_memory`.")

@@ -127,6 +127,27 @@ def test_auto_route_on_a_model_and_the_memory_error(problem):
         analysis.diffusion_spectrum(model, loss, x, y, k=3, max_memory=100)
 
 
+def test_analyze_takes_the_planned_route_and_refuses_when_none_fits(problem, monkeypatch):
+    """experiments.analyze's diffusion step: the whole spectrum on the Gram route when it fits, the top few on
+    the route "auto" plans when it does not, and a MemoryError naming the flags when nothing fits."""
+    from control_opt.analysis import memory
+    from experiments import analysis_run
+
+    model, _, x, y = problem
+    config = analysis_run.AnalysisConfig(chunk_size=8, seed=0)
+    full = analysis_run.diffusion_analysis(model, x, y, config)
+    assert full["method"] == "gram" and len(full["eigenvalues"]) == len(x) - 1
+    monkeypatch.setattr(analysis_run, "_PARTIAL_K", 4)
+    monkeypatch.setattr(memory, "available_memory", lambda: 400_000)  # budget: half of it
+    part = analysis_run.diffusion_analysis(model, x, y, config)
+    assert part["method"] == "krylov" and len(part["eigenvalues"]) == 4
+    np.testing.assert_allclose(part["eigenvalues"], full["eigenvalues"][:4], rtol=1e-8)
+    assert np.all(np.asarray(part["residuals"]) <= 1e-4 * full["eigenvalues"][0])
+    monkeypatch.setattr(memory, "available_memory", lambda: 400)
+    with pytest.raises(MemoryError, match=r"--diffusion_examples.*--chunk_size.*no route fits"):
+        analysis_run.diffusion_analysis(model, x, y, config)
+
+
 def test_gram_operator_cache_gives_the_same_products_with_fewer_evaluations(problem):
     model, loss, x, y = problem
     prob = ModelProblem(model, loss, x, y, chunk_size=5)
