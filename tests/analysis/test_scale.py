@@ -13,6 +13,12 @@ from tests.analysis.models import dense_hessian, loop_gradients, small_classifie
 problem = pytest.fixture(scope="module", name="problem")(small_classifier)
 
 
+@pytest.fixture(scope="module", name="hessian_spectrum")
+def _hessian_spectrum(problem):
+    """The eigenvalues of the dense Hessian of `problem`, descending (computed once per module)."""
+    return np.linalg.eigvalsh(dense_hessian(*problem))[::-1]
+
+
 def _spectrum_matrix(eigenvalues, seed=0):
     rng = np.random.default_rng(seed)
     basis = np.linalg.qr(rng.standard_normal((len(eigenvalues), len(eigenvalues))))[0]
@@ -48,9 +54,9 @@ def test_block_krylov_excludes_directions():
     np.testing.assert_allclose(result.eigenvalues, [3.0, 2.0, 1.0], rtol=1e-10)
 
 
-def test_block_krylov_on_the_hessian_of_a_model(problem):
+def test_block_krylov_on_the_hessian_of_a_model(problem, hessian_spectrum):
     model, loss, x, y = problem
-    exact = np.linalg.eigvalsh(dense_hessian(model, loss, x, y))[::-1]
+    exact = hessian_spectrum
     op = analysis.hessian_operator(model, loss, x, y, chunk_size=10)
     result = block_krylov.block_krylov_eigenvalues(op, 3, block_size=4, seed=0, tol=1e-9)
     np.testing.assert_allclose(result.eigenvalues, exact[:3], rtol=1e-7)
@@ -161,9 +167,9 @@ def test_gram_operator_cache_gives_the_same_products_with_fewer_evaluations(prob
     assert plain.num_chunk_evaluations == 4 * 5 and cached.num_chunk_evaluations == 5
 
 
-def test_lanczos_default_run_stops_when_converged(problem):
+def test_lanczos_default_run_stops_when_converged(problem, hessian_spectrum):
     model, loss, x, y = problem
-    exact = np.linalg.eigvalsh(dense_hessian(model, loss, x, y))[::-1]
+    exact = hessian_spectrum
     eig = analysis.hessian_eigenvalues(model, loss, x, y, k=2, seed=0, return_eigenvectors=True)
     assert 12 <= eig.num_steps < 42  # the cap is max(4k, k + 40) = 42
     np.testing.assert_allclose(eig.top, exact[:2], rtol=1e-8)
