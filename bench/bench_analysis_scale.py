@@ -278,7 +278,7 @@ def _pyhessian_torch(args):
     t_torch = statistics.median(_timed(torch_gradient)[1] for _ in range(3))
     result = dict(logits_max_abs_diff=logits_gap, torch_gradient_seconds=t_torch)
     torch.manual_seed(0)
-    for what in ("top1", "trace", "top10"):
+    for what in args.pyhessian_parts.split(","):
         if what == "trace":
             samples, seconds = _timed(lambda: pyhessian_hessian(net, criterion, data=(xt, yt), cuda=False).trace())
             result["trace"] = dict(value=float(np.mean(samples)), probes=len(samples),
@@ -412,6 +412,7 @@ def main():
     parser.add_argument("--pyhessian_n", type=int, default=512)
     parser.add_argument("--trace_probes", type=int, default=50)
     parser.add_argument("--reference_trace_probes", type=int, default=100)
+    parser.add_argument("--pyhessian_parts", default="top1,trace,top10", help="PyHessian's computations, in order")
     parser.add_argument("--separate_pyhessian", action="store_true",
                         help="row pyhessian computes ours and the reference only; PyHessian is row pyhessian_torch")
     parser.add_argument("--results", default=RESULTS,

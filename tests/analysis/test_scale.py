@@ -176,6 +176,12 @@ def test_lanczos_default_run_stops_when_converged(problem, hessian_spectrum):
     assert np.all(eig.top_residuals <= 1e-4 * exact[0])
     fixed = analysis.hessian_eigenvalues(model, loss, x, y, k=2, seed=0, num_steps=30)
     assert fixed.num_steps == 30  # an explicit step count is honoured
+    ten = analysis.hessian_eigenvalues(model, loss, x, y, k=10, seed=0)  # the bench's top 10, default stopping
+    # it stopped because the top 10 converged to the default 1e-5 relative residual, or at the cap
+    assert ten.num_steps == 50 or np.all(ten.top_residuals <= 1e-5 * ten.top[0])
+    np.testing.assert_allclose(ten.top, exact[:10], rtol=1e-6)
+    # the stated residuals are certificates: each value is within its residual of an eigenvalue of H
+    assert np.all(np.min(np.abs(ten.top[:, None] - exact[None]), axis=1) <= ten.top_residuals + 1e-12 * exact[0])
     bottom = analysis.lanczos_eigenvalues(np.diag(np.arange(1.0, 201.0)), 3, which="bottom", seed=0)
     assert bottom.num_steps <= 43
     assert np.all(np.abs(bottom.eigenvalues - [1.0, 2.0, 3.0]) <= bottom.residuals + 1e-9)
