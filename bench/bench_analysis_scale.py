@@ -18,7 +18,17 @@ Rows (each in its own subprocess, so that its peak resident memory is its own):
   Hutchinson trace) and ours on the same LeNet and the same 512 examples, the
   torch network built from the Keras weights (checked: the same logits); the
   row is skipped with a message when `torch` or `pyhessian` cannot be
-  imported (they are not dependencies of this project).
+  imported (they are not dependencies of this project). With
+  `--separate_pyhessian` the row computes ours and the reference only, and
+  PyHessian runs as row `pyhessian_torch` (`--measure pyhessian_torch
+  --pyhessian_n N --pyhessian_parts top1,trace,top10`: each result printed as
+  a `PARTIAL` line when done, so that a long run can be stopped); a
+  `pyhessian_torch` row over the `lenet_hessian` row's examples is compared
+  with that row's Lanczos values.
+
+The Hessian rows count each product against a full-batch gradient timed just
+before it under the same load ("paired"), plus the solver's own time over the
+median gradient.
 
 Costs are counted in gradient evaluations: the time of the computation over
 the median time of one full-batch gradient of the same data (the Keras
@@ -371,16 +381,19 @@ def report(records):
         prow.append(["trace", f"ours (Hutchinson, {o['probes']} probes)", f"{o['value']:.5g} ± {o['stderr']:.2g}",
                      f"{abs(o['value'] - ref['trace']['value']) / abs(ref['trace']['value']):.1e}",
                      f"{_grads(o['seconds'], r):.0f}", f"{o['seconds']:.0f}"])
-        p = r["pyhessian"]
+        p = r.get("pyhessian") or next((records[key] for key in sorted(records) if key.startswith("pyhessian_torch")
+                                         and records[key].get("n") == r["n"]), dict(skipped="no PyHessian row"))
         if "skipped" in p:
             note = f"PyHessian: {p['skipped']}."
         else:
             for k in (1, 10):
+                if f"top{k}" not in p:
+                    continue
                 t = p[f"top{k}"]
                 prow.append([f"top-{k} eigenvalues", "PyHessian (power iteration, tol 1e-3)", f"{t['values'][0]:.6g}",
                              f"{_rel(sorted(t['values'], reverse=True), ref['values']):.1e}",
                              f"{t['seconds'] / p['torch_gradient_seconds']:.0f} torch", f"{t['seconds']:.0f}"])
-            t = p["trace"]
+            t = p.get("trace", dict(value=float("nan"), stderr=float("nan"), probes=0, seconds=float("nan")))
             prow.append(["trace", f"PyHessian (Hutchinson, {t['probes']} probes, tol 1e-3)",
                          f"{t['value']:.5g} ± {t['stderr']:.2g}",
                          f"{abs(t['value'] - ref['trace']['value']) / abs(ref['trace']['value']):.1e}",
@@ -400,7 +413,38 @@ def report(records):
                "mean).\n\n"
                + markdown_table(["quantity", "tool", "value (top)", "agreement with reference",
                                  "cost [own gradients]", "wall [s]"], prow) + "\n\n" + note)
+    md += _pyhessian_at_scale(records)
     return md
+
+
+def _pyhessian_at_scale(records):
+    """PyHessian rows over the Hessian row's examples, against that row's Lanczos values and residuals."""
+    h = records.get("lenet_hessian")
+    rows = []
+    for key in sorted(records):
+        p = records[key]
+        if not key.startswith("pyhessian_torch") or h is None or p.get("n") != h["n"] or "skipped" in p:
+            continue
+        for k in (1, 10):
+            if f"top{k}" in p:
+                t, o = p[f"top{k}"], h[f"top{k}"]
+                rows.append([f"top-{k} eigenvalues", "PyHessian (power iteration, tol 1e-3)",
+                             f"{t['values'][0]:.6g}", f"{_rel(sorted(t['values'], reverse=True), o['values']):.1e}",
+                             f"{t['seconds'] / p['torch_gradient_seconds']:.0f} torch", f"{t['seconds']:.0f}"])
+        if "trace" in p:
+            t = p["trace"]
+            rows.append(["trace", f"PyHessian (Hutchinson, {t['probes']} probes, tol 1e-3)",
+                         f"{t['value']:.5g} ± {t['stderr']:.2g}", "(no reference at this N)",
+                         f"{t['seconds'] / p['torch_gradient_seconds']:.0f} torch", f"{t['seconds']:.0f}"])
+    if not rows:
+        return ""
+    return (f"\n\nPyHessian over the Hessian row's {h['n']} examples (the same weights), against that row's Lanczos "
+            "values (top-1: residual estimate "
+            f"{h['top1']['residuals'][0] / h['top1']['values'][0]:.1e} relative; top-10: largest "
+            f"{max(h['top10']['residuals']) / h['top10']['values'][0]:.1e}). Costs in torch gradients of the same "
+            "data (timed before PyHessian started).\n\n"
+            + markdown_table(["quantity", "tool", "value (top)", "relative difference to our Lanczos",
+                              "cost [own gradients]", "wall [s]"], rows))
 
 
 def main():
