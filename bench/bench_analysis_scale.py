@@ -356,7 +356,7 @@ def report(records):
           f"`allcnn_diffusion`, `pyhessian`). {machine_line()} CPU only. Random images with random labels, "
           "float32, inference mode. Cost = the computation's time over the time of one full-batch gradient of "
           "the same data in the same process (median of 3, before and after, averaged). **The machine was "
-          "loaded by other jobs (load average 5-11 on 2 cores) during these runs: the wall times are inflated "
+          "loaded by other jobs during these runs (the load of each run is in the notes below): the wall times are inflated "
           "several-fold and only the gradient counts, measured in the same run, compare.** Peak = maxrss of the "
           "row's own process (TensorFlow included). Residual = the largest residual over the top eigenvalue "
           "(relative); the eigenvalue is within it of an eigenvalue of the matrix.\n\n"
