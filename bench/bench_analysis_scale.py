@@ -18,7 +18,17 @@ Rows (each in its own subprocess, so that its peak resident memory is its own):
   Hutchinson trace) and ours on the same LeNet and the same 512 examples, the
   torch network built from the Keras weights (checked: the same logits); the
   row is skipped with a message when `torch` or `pyhessian` cannot be
-  imported (they are not dependencies of this project).
+  imported (they are not dependencies of this project). With
+  `--separate_pyhessian` the row computes ours and the reference only, and
+  PyHessian runs as row `pyhessian_torch` (`--measure pyhessian_torch
+  --pyhessian_n N --pyhessian_parts top1,trace,top10`: each result printed as
+  a `PARTIAL` line when done, so that a long run can be stopped); a
+  `pyhessian_torch` row over the `lenet_hessian` row's examples is compared
+  with that row's Lanczos values.
+
+The Hessian rows count each product against a full-batch gradient timed just
+before it under the same load ("paired"), plus the solver's own time over the
+median gradient.
 
 Costs are counted in gradient evaluations: the time of the computation over
 the median time of one full-batch gradient of the same data (the Keras
@@ -84,6 +94,32 @@ def _gradient_timer(model, loss, x, y, chunk_size):
     return timed
 
 
+class _PairedCost:
+    """An operator that times one full-batch gradient before each product, so that each product's cost is
+    counted against a gradient timed under the same load: cost = sum_i t(product_i) / t(gradient_i), plus the
+    time outside the products (the solver's own work) over the median gradient."""
+
+    def __init__(self, op, gradient):
+        self.op, self.dim, self.gradient = op, op.dim, gradient
+        self.ratios, self.gradient_times, self.product_seconds, self.gradient_seconds = [], [], 0.0, 0.0
+
+    def matvec(self, v):
+        t0 = time.perf_counter()
+        self.gradient()
+        t1 = time.perf_counter()
+        out = self.op.matvec(v)
+        t2 = time.perf_counter()
+        self.ratios.append((t2 - t1) / (t1 - t0))
+        self.gradient_times.append(t1 - t0)
+        self.product_seconds += t2 - t1
+        self.gradient_seconds += t1 - t0
+        return out
+
+    def cost(self, total_seconds):
+        outside = max(0.0, total_seconds - self.gradient_seconds - self.product_seconds)
+        return float(sum(self.ratios) + outside / statistics.median(self.gradient_times))
+
+
 def _timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -95,14 +131,19 @@ def measure(row, args):
 
     out = dict(row=row)
     if row == "lenet_hessian":
+        from control_opt.analysis._problem import ModelProblem
+
         model, loss, x, y = _setup("lenet", args.n)
         timer = _gradient_timer(model, loss, x, y, args.chunk_size)
+        gradient = ModelProblem(model, loss, x, y, args.chunk_size).gradient
         g0 = timer()
         for k in (1, 10):
-            eig, seconds = _timed(lambda: analysis.hessian_eigenvalues(model, loss, x, y, k=k, seed=0,
-                                                                       chunk_size=args.chunk_size))
+            # a fresh operator per run (its first product traces, as a call with the model does)
+            op = _PairedCost(analysis.hessian_operator(model, loss, x, y, chunk_size=args.chunk_size), gradient)
+            eig, seconds = _timed(lambda: analysis.hessian_eigenvalues(op, k=k, seed=0))
             out[f"top{k}"] = dict(values=eig.top.tolist(), residuals=eig.top_residuals.tolist(),
-                                  steps=eig.num_steps, seconds=seconds)
+                                  steps=eig.num_steps, seconds=seconds - op.gradient_seconds,
+                                  paired_gradients=op.cost(seconds))
         g1 = timer()
         out["hvp_method"] = inspect.signature(analysis.hessian_eigenvalues).parameters["method"].default
     elif row in ("lenet_diffusion", "allcnn_diffusion"):
@@ -120,6 +161,8 @@ def measure(row, args):
     elif row == "pyhessian":
         out.update(_pyhessian(args))
         return out
+    elif row == "pyhessian_torch":
+        return dict(out, **_pyhessian_torch(args))
     elif row == "hvp_profile":
         out.update(_hvp_profile(args))
         return out
@@ -218,12 +261,19 @@ def _pyhessian(args):
     reference["trace"] = dict(value=ref_trace.trace, stderr=ref_trace.stderr, probes=ref_trace.num_probes)
     g1 = timer()
     out.update(ours=ours, reference=reference, gradient_seconds=[g0, g1], peak_mb=_peak_mb())
+    if not args.separate_pyhessian:
+        out["pyhessian"] = _pyhessian_torch(args)
+    return out
+
+
+def _pyhessian_torch(args):
+    """PyHessian's top-1, trace and top-10 (in that order, each printed when done) on the same network and data."""
     try:
         import torch
         from pyhessian import hessian as pyhessian_hessian
     except ImportError as error:
-        out["pyhessian"] = dict(skipped=f"torch/pyhessian not importable ({error}); PyHessian rows skipped")
-        return out
+        return dict(skipped=f"torch/pyhessian not importable ({error}); PyHessian rows skipped")
+    model, loss, x, y = _setup("lenet", args.pyhessian_n)
     torch.set_num_threads(os.cpu_count() or 1)
     net = _torch_lenet(model)
     xt, yt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(y.astype(np.int64))
@@ -238,15 +288,18 @@ def _pyhessian(args):
     t_torch = statistics.median(_timed(torch_gradient)[1] for _ in range(3))
     result = dict(logits_max_abs_diff=logits_gap, torch_gradient_seconds=t_torch)
     torch.manual_seed(0)
-    for k in (1, 10):
-        (values, _), seconds = _timed(lambda: pyhessian_hessian(net, criterion, data=(xt, yt), cuda=False)
-                                      .eigenvalues(top_n=k))
-        result[f"top{k}"] = dict(values=[float(v) for v in values], seconds=seconds)
-    samples, seconds = _timed(lambda: pyhessian_hessian(net, criterion, data=(xt, yt), cuda=False).trace())
-    result["trace"] = dict(value=float(np.mean(samples)), probes=len(samples),
-                           stderr=float(np.std(samples, ddof=1) / np.sqrt(len(samples))), seconds=seconds)
-    out["pyhessian"] = result
-    return out
+    for what in args.pyhessian_parts.split(","):
+        if what == "trace":
+            samples, seconds = _timed(lambda: pyhessian_hessian(net, criterion, data=(xt, yt), cuda=False).trace())
+            result["trace"] = dict(value=float(np.mean(samples)), probes=len(samples),
+                                   stderr=float(np.std(samples, ddof=1) / np.sqrt(len(samples))), seconds=seconds)
+        else:
+            k = int(what[3:])
+            (values, _), seconds = _timed(lambda: pyhessian_hessian(net, criterion, data=(xt, yt), cuda=False)
+                                          .eigenvalues(top_n=k))
+            result[what] = dict(values=[float(v) for v in values], seconds=seconds)
+        print("PARTIAL " + json.dumps(result), flush=True)
+    return dict(result, n=args.pyhessian_n)
 
 
 def _run_row(row, args):
@@ -285,7 +338,9 @@ def report(records):
         for k in (1, 10):
             t = r[f"top{k}"]
             rows.append([f"LeNet ({r['dim']:,})", r["n"], f"Hessian top-{k} (Lanczos, default stop, {method} HVP)",
-                         f"{t['steps']} products", f"{_grads(t['seconds'], r):.0f}", _gradient_range(r),
+                         f"{t['steps']} products",
+                         (f"{t['paired_gradients']:.0f} paired ({_grads(t['seconds'], r):.0f} unpaired)"
+                          if "paired_gradients" in t else f"{_grads(t['seconds'], r):.0f}"), _gradient_range(r),
                          f"{t['seconds']:.0f}",
                          f"{max(t['residuals']) / t['values'][0]:.1e} (Lanczos estimate)", f"{r['peak_mb']:.0f}"])
     for key, label in (("lenet_diffusion", "LeNet"), ("allcnn_diffusion", "All-CNN-BN")):
@@ -301,7 +356,7 @@ def report(records):
           f"`allcnn_diffusion`, `pyhessian`). {machine_line()} CPU only. Random images with random labels, "
           "float32, inference mode. Cost = the computation's time over the time of one full-batch gradient of "
           "the same data in the same process (median of 3, before and after, averaged). **The machine was "
-          "loaded by other jobs (load average 5-11 on 2 cores) during these runs: the wall times are inflated "
+          "loaded by other jobs during these runs (the load of each run is in the notes below): the wall times are inflated "
           "several-fold and only the gradient counts, measured in the same run, compare.** Peak = maxrss of the "
           "row's own process (TensorFlow included). Residual = the largest residual over the top eigenvalue "
           "(relative); the eigenvalue is within it of an eigenvalue of the matrix.\n\n"
@@ -326,16 +381,19 @@ def report(records):
         prow.append(["trace", f"ours (Hutchinson, {o['probes']} probes)", f"{o['value']:.5g} ± {o['stderr']:.2g}",
                      f"{abs(o['value'] - ref['trace']['value']) / abs(ref['trace']['value']):.1e}",
                      f"{_grads(o['seconds'], r):.0f}", f"{o['seconds']:.0f}"])
-        p = r["pyhessian"]
+        p = r.get("pyhessian") or next((records[key] for key in sorted(records) if key.startswith("pyhessian_torch")
+                                         and records[key].get("n") == r["n"]), dict(skipped="no PyHessian row"))
         if "skipped" in p:
             note = f"PyHessian: {p['skipped']}."
         else:
             for k in (1, 10):
+                if f"top{k}" not in p:
+                    continue
                 t = p[f"top{k}"]
                 prow.append([f"top-{k} eigenvalues", "PyHessian (power iteration, tol 1e-3)", f"{t['values'][0]:.6g}",
                              f"{_rel(sorted(t['values'], reverse=True), ref['values']):.1e}",
                              f"{t['seconds'] / p['torch_gradient_seconds']:.0f} torch", f"{t['seconds']:.0f}"])
-            t = p["trace"]
+            t = p.get("trace", dict(value=float("nan"), stderr=float("nan"), probes=0, seconds=float("nan")))
             prow.append(["trace", f"PyHessian (Hutchinson, {t['probes']} probes, tol 1e-3)",
                          f"{t['value']:.5g} ± {t['stderr']:.2g}",
                          f"{abs(t['value'] - ref['trace']['value']) / abs(ref['trace']['value']):.1e}",
@@ -355,7 +413,38 @@ def report(records):
                "mean).\n\n"
                + markdown_table(["quantity", "tool", "value (top)", "agreement with reference",
                                  "cost [own gradients]", "wall [s]"], prow) + "\n\n" + note)
+    md += _pyhessian_at_scale(records)
     return md
+
+
+def _pyhessian_at_scale(records):
+    """PyHessian rows over the Hessian row's examples, against that row's Lanczos values and residuals."""
+    h = records.get("lenet_hessian")
+    rows = []
+    for key in sorted(records):
+        p = records[key]
+        if not key.startswith("pyhessian_torch") or h is None or p.get("n") != h["n"] or "skipped" in p:
+            continue
+        for k in (1, 10):
+            if f"top{k}" in p:
+                t, o = p[f"top{k}"], h[f"top{k}"]
+                rows.append([f"top-{k} eigenvalues", "PyHessian (power iteration, tol 1e-3)",
+                             f"{t['values'][0]:.6g}", f"{_rel(sorted(t['values'], reverse=True), o['values']):.1e}",
+                             f"{t['seconds'] / p['torch_gradient_seconds']:.0f} torch", f"{t['seconds']:.0f}"])
+        if "trace" in p:
+            t = p["trace"]
+            rows.append(["trace", f"PyHessian (Hutchinson, {t['probes']} probes, tol 1e-3)",
+                         f"{t['value']:.5g} ± {t['stderr']:.2g}", "(no reference at this N)",
+                         f"{t['seconds'] / p['torch_gradient_seconds']:.0f} torch", f"{t['seconds']:.0f}"])
+    if not rows:
+        return ""
+    return (f"\n\nPyHessian over the Hessian row's {h['n']} examples (the same weights), against that row's Lanczos "
+            "values (top-1: residual estimate "
+            f"{h['top1']['residuals'][0] / h['top1']['values'][0]:.1e} relative; top-10: largest "
+            f"{max(h['top10']['residuals']) / h['top10']['values'][0]:.1e}). Costs in torch gradients of the same "
+            "data (timed before PyHessian started).\n\n"
+            + markdown_table(["quantity", "tool", "value (top)", "relative difference to our Lanczos",
+                              "cost [own gradients]", "wall [s]"], rows))
 
 
 def main():
@@ -367,6 +456,9 @@ def main():
     parser.add_argument("--pyhessian_n", type=int, default=512)
     parser.add_argument("--trace_probes", type=int, default=50)
     parser.add_argument("--reference_trace_probes", type=int, default=100)
+    parser.add_argument("--pyhessian_parts", default="top1,trace,top10", help="PyHessian's computations, in order")
+    parser.add_argument("--separate_pyhessian", action="store_true",
+                        help="row pyhessian computes ours and the reference only; PyHessian is row pyhessian_torch")
     parser.add_argument("--results", default=RESULTS,
                         help="JSON file of the rows (comma-separated files are merged for --report)")
     parser.add_argument("--notes", default=None, help="a markdown file appended to the section")

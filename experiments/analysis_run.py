@@ -14,7 +14,9 @@ subset, in inference mode, loss = the runner's
 
 * the diffusion matrix `D` of SGD (per-example gradient covariance) from
   `diffusion_examples` examples: its whole nonzero spectrum (Gram route: at most
-  N - 1 nonzero eigenvalues), trace, isotropy, and the paper's numerical rank
+  N - 1 nonzero eigenvalues) when that fits in memory, else its top 100 on the
+  route `diffusion_spectrum`'s "auto" plans (a MemoryError naming the flags when
+  none fits), trace, isotropy, and the paper's numerical rank
   `#{lambda > lambda_max P eps}` (float32 eps) with the tolerance, plus the
   relative rank `#{lambda > rtol lambda_max}`;
 * the Hessian of the mean loss on `hessian_examples` examples: top-`hessian_k`
@@ -61,7 +63,7 @@ class AnalysisConfig:
       diffusion_examples: Training examples N for the diffusion matrix D (exact Gram route; rank D <= N - 1).
       hessian_examples: Training examples for the Hessian, its density and trace; 0 = the whole training set.
       hessian_k: Top Hessian eigenvalues computed by Lanczos.
-      lanczos_steps: Lanczos steps for the top eigenvalues; 0 = max(4k, k + 40).
+      lanczos_steps: Lanczos steps for the top eigenvalues; 0 = until converged, at most max(4k, k + 40).
       density_probes: Probes of the stochastic Lanczos quadrature (Hessian density).
       density_steps: Lanczos steps per SLQ probe.
       trace_probes: Rademacher probes of Hutchinson's trace estimate.
@@ -202,17 +204,42 @@ def loss_and_accuracy(model, x, y, chunk_size=1000):
     return total / len(x), correct / len(x)
 
 
+_PARTIAL_K = 100  # D's top eigenvalues computed when its whole nonzero spectrum (the Gram route) does not fit
+
+
+def _diffusion_k(n, dim, itemsize, config: AnalysisConfig):
+    """`(k, route)`: the whole nonzero spectrum (`k = min(N - 1, P)`) when "auto" plans the exact Gram route for
+    it, else the top `_PARTIAL_K` on the route "auto" plans for that. Raises MemoryError (naming the flags)
+    when no route fits in the memory budget (`control_opt.analysis.memory`)."""
+    from control_opt.analysis.diffusion import plan_route  # pylint: disable=import-outside-toplevel
+
+    k = max(1, min(n - 1, dim))
+    try:
+        plan = plan_route(n, dim, k, itemsize=itemsize, chunk_size=config.chunk_size)
+        if plan.method != "gram" and k > _PARTIAL_K:
+            k = _PARTIAL_K
+            plan = plan_route(n, dim, k, itemsize=itemsize, chunk_size=config.chunk_size)
+    except MemoryError as error:
+        raise MemoryError(f"experiments.analyze: the diffusion matrix of {n} examples (--diffusion_examples) in "
+                          f"chunks of {config.chunk_size} (--chunk_size) does not fit: {error}") from error
+    return k, plan.method
+
+
 def diffusion_analysis(model, x, y, config: AnalysisConfig, run_config: dict | None = None) -> dict:
-    """D's whole nonzero spectrum and rank from `len(x)` examples (Gram route)."""
+    """D's spectrum and rank from `len(x)` examples: the whole nonzero spectrum on the exact Gram route when
+    it fits in memory, else the top `_PARTIAL_K` (the rank is then a lower bound); "auto" route, default stopping."""
     from control_opt import analysis  # pylint: disable=import-outside-toplevel
 
     n = len(x)
     dim = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-    k = max(1, min(n - 1, dim))
-    logging.info("diffusion matrix: per-example gradients of %d examples, %d weights", n, dim)
+    itemsize = max(np.dtype(v.dtype).itemsize for v in model.trainable_variables)
+    k, route = _diffusion_k(n, dim, itemsize, config)
+    logging.info("diffusion matrix: per-example gradients of %d examples, %d weights: top %d eigenvalues, %s route",
+                 n, dim, k, route)
     t0 = time.perf_counter()
-    spec = analysis.diffusion_spectrum(model, _loss(), x, y, k=k, method="gram", eps=config.rank_eps,
-                                       rtol=config.rank_rtol, chunk_size=config.chunk_size, verbose=False)
+    spec = analysis.diffusion_spectrum(model, _loss(), x, y, k=k, method="auto", eps=config.rank_eps,
+                                       rtol=config.rank_rtol, chunk_size=config.chunk_size, seed=config.seed,
+                                       verbose=True)
     seconds = time.perf_counter() - t0
     logging.info("diffusion matrix: %.1f s (%.0f examples per s); rank %d / %d (fraction %.3g, tolerance %.3g)",
                  seconds, n / seconds, spec.rank, dim, spec.rank_fraction, spec.rank_tolerance)
@@ -223,7 +250,8 @@ def diffusion_analysis(model, x, y, config: AnalysisConfig, run_config: dict | N
         rank=spec.rank, rank_fraction=spec.rank_fraction, rank_tolerance=spec.rank_tolerance, eps=spec.eps,
         rank_fraction_of_max=spec.rank / max(min(n - 1, dim), 1),
         relative_rank=spec.relative_rank, rtol=spec.rtol, gradient_norm=float(np.linalg.norm(spec.gradient)),
-        seconds=seconds,
+        seconds=seconds, method=spec.method, rank_is_lower_bound=spec.rank_is_lower_bound,
+        residuals=spec.residuals,
         rank_note="rank = #{lambda > rank_tolerance}, rank_tolerance = lambda_max * P * eps; rank <= N - 1, "
                   "so rank_fraction = rank / P <= (N - 1) / P; rank_fraction_of_max = rank / min(N - 1, P)",
     )
@@ -247,9 +275,12 @@ def hessian_analysis(model, x, y, config: AnalysisConfig) -> dict:
     k = min(config.hessian_k, dim)
     steps = config.lanczos_steps or min(dim, max(4 * k, k + 40))
     logged = LoggedOperator(op, "Hessian top eigenvalues (Lanczos)", expected=steps)
-    logging.info("Hessian: %d examples, %d weights; Lanczos %d steps, SLQ %d x %d, Hutchinson %d probes",
-                 len(x), dim, steps, config.density_probes, config.density_steps, config.trace_probes)
-    eig = analysis.hessian_eigenvalues(logged, k=k, num_steps=min(steps, dim), seed=config.seed)
+    logging.info("Hessian: %d examples, %d weights; Lanczos %s %d steps, SLQ %d x %d, Hutchinson %d probes",
+                 len(x), dim, "" if config.lanczos_steps else "at most", steps, config.density_probes,
+                 config.density_steps, config.trace_probes)
+    # default: Lanczos stops once the top k have converged (hessian_eigenvalues' stopping rule)
+    eig = analysis.hessian_eigenvalues(logged, k=k, num_steps=min(steps, dim) if config.lanczos_steps else None,
+                                       seed=config.seed)
     t_eig = logged.seconds()
     logging.info("Hessian top eigenvalue %.6g (residual %.2g): %.1f s, %.2f s per product", eig.top[0],
                  eig.top_residuals[0], t_eig, t_eig / max(logged.count, 1))

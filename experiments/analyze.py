@@ -51,7 +51,7 @@ def main(argv):
     config = config_flags.config_from_flags(AnalysisConfig, FLAGS)
     try:
         result = analyze_run(FLAGS.workdir, config)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, MemoryError) as e:  # a missing file, or no analysis route fits in memory
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
     d, h, t = result["diffusion"], result["hessian"], result["trajectory"]

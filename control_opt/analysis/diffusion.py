@@ -13,7 +13,8 @@ with the diffusion matrix the covariance of the per-example gradients
 `J` the `N x P` per-example Jacobian and `J_c = J - 1 gbar^T` its centered
 version. `D` is never formed:
 
-* operator route: `D v = (1/N) J^T (J v - mean(J v))`, one Jacobian-vector
+* operator route: `D v = (1/N) J_c^T u`, `u = J v - mean(J v)`,
+  `J_c^T u = J^T u - gbar sum(u)`, one Jacobian-vector
   product (forward mode, `J v` = directional derivatives of the `N` losses)
   and one vector-Jacobian product (reverse mode) per product, chunked over
   the data, so no `N x P` storage. Top eigenpairs by Lanczos.
@@ -193,7 +194,7 @@ def _chunk_vjp(problem):
 
 
 def diffusion_operator(model, loss, x, y, *, chunk_size=None, verbose=False):
-    """`D` as a `LinearOperator`: `D v = (1/N) J^T (J v - mean(J v))` (one JVP, one VJP per chunk).
+    """`D` as a `LinearOperator`: `D v = (1/N) J_c^T (J v - mean(J v))` (one JVP, one VJP per chunk).
 
     The operator also carries `gradient` (the full-batch gradient `gbar`,
     flat float64) and `problem`.
@@ -202,8 +203,17 @@ def diffusion_operator(model, loss, x, y, *, chunk_size=None, verbose=False):
 
 
 def _diffusion_operator(problem, verbose):
+    """`D v = (1/N) J_c^T u`, `u = J_c v = J v - mean(J v)`, with `J_c^T u = J^T u - gbar sum(u)`.
+
+    In exact arithmetic `sum(u) = 0` and the last term vanishes; in floating
+    point `sum(u)` keeps about `N ulp(|J v|)`, which `J^T u` alone would
+    multiply by `|gbar|` (eigenvalues off by up to 37% for a mean gradient 1e7
+    times the spread: tests/analysis/test_gram_route_mean.py). Subtracting
+    `gbar sum(u)` (float64) removes it (3e-9 there).
+    """
     chunks = list(problem.chunks())
     n = problem.num_examples
+    _, gradient = problem.gradient()
 
     def matvec(v):
         tangents = problem.unflatten(v)
@@ -212,18 +222,20 @@ def _diffusion_operator(problem, verbose):
         centered = np.concatenate(jv).astype(np.float64)
         centered -= centered.mean()
         out = np.zeros(problem.dim)
-        start = 0
+        start, total = 0, 0.0
         for xc, yc in chunks:
             stop = start + int(xc.shape[0])
             u = tf.constant(centered[start:stop], dtype=problem.dtype)
+            total += float(np.sum(u.numpy(), dtype=np.float64))  # sum(u) as multiplied, in the model's dtype
             out += problem.call("vjp", lambda: _chunk_vjp(problem), problem.weights, u, xc, yc).numpy()
             start = stop
+        out -= gradient * total
         if verbose:
             logging.info("diffusion operator: one product (%d chunks)", len(chunks))
         return out / n
 
     operator = LinearOperator(matvec, problem.dim, "diffusion")
-    operator.problem = problem
+    operator.problem, operator.gradient = problem, gradient
     return operator
 
 
@@ -347,9 +359,9 @@ def plan_route(num_examples, dim, k, *, method="auto", itemsize=4, chunk_size=No
             method = "operator"
     if method == "auto" or not fits[method]:
         sizes = ", ".join(f"{name} {_memory.format_bytes(need)}" for name, need in needs.items())
-        asked = "no route" if method == "auto" else f"the {method!r} route"
+        asked = "no route fits" if method == "auto" else f"the {method!r} route does not fit"
         raise MemoryError(
-            f"diffusion_spectrum: {asked} fits in the memory budget of {_memory.format_bytes(budget)} "
+            f"diffusion_spectrum: {asked} in the memory budget of {_memory.format_bytes(budget)} "
             f"(N = {n} examples, P = {p} weights, k = {k}, {itemsize}-byte floats, chunks of {chunk_size} "
             f"examples); estimated needs: {sizes}. Use fewer examples, a smaller `chunk_size` or `k`, or a "
             "larger `max_memory`.")

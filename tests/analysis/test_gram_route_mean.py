@@ -34,10 +34,7 @@ def _linear_problem(seed=0):
     return model, loss, x, y
 
 
-@pytest.mark.parametrize("method", ["gram", pytest.param("operator", marks=pytest.mark.xfail(strict=True, reason=(
-    "operator route: J^T (J v - mean(J v)) loses ~N ulp(|J v|) |gbar| to the rounding of the centered "
-    "vector's sum (D v off by ~1e-3 relative here); J_c^T u = J^T u - gbar sum(u) would not. "
-    "Found by this test; left to the diffusion rewrite (issue 21)")))])
+@pytest.mark.parametrize("method", ["gram", "operator"])
 def test_spectrum_with_a_large_mean_gradient_is_the_input_covariance(method):
     model, loss, x, y = _linear_problem()
     centered = x - x.mean(axis=0)

@@ -25,8 +25,8 @@ def _least_squares_model():
 def test_spread_and_gradient_match_the_gaussian_closed_form():
     model, x, y, hessian = _least_squares_model()
     loss = keras.losses.MeanSquaredError(dtype="float64")
-    result = analysis.local_gibbs_flatness(model, loss, x, y, gamma=GAMMA, beta=BETA, seed=3, num_results=1500,
-                                           num_burnin_steps=300, compare_laplace=True)
+    result = analysis.local_gibbs_flatness(model, loss, x, y, gamma=GAMMA, beta=BETA, seed=3, num_results=600,
+                                           num_burnin_steps=150, compare_laplace=True)
     exact = np.trace(np.linalg.inv(hessian + GAMMA * np.eye(3))) / BETA
     assert result.dim == 3
     assert abs(result.spread - exact) < 4 * result.spread_stderr, (result.spread, exact, result.spread_stderr)

@@ -13,6 +13,12 @@ from tests.analysis.models import dense_hessian, loop_gradients, small_classifie
 problem = pytest.fixture(scope="module", name="problem")(small_classifier)
 
 
+@pytest.fixture(scope="module", name="hessian_spectrum")
+def _hessian_spectrum(problem):
+    """The eigenvalues of the dense Hessian of `problem`, descending (computed once per module)."""
+    return np.linalg.eigvalsh(dense_hessian(*problem))[::-1]
+
+
 def _spectrum_matrix(eigenvalues, seed=0):
     rng = np.random.default_rng(seed)
     basis = np.linalg.qr(rng.standard_normal((len(eigenvalues), len(eigenvalues))))[0]
@@ -48,9 +54,9 @@ def test_block_krylov_excludes_directions():
     np.testing.assert_allclose(result.eigenvalues, [3.0, 2.0, 1.0], rtol=1e-10)
 
 
-def test_block_krylov_on_the_hessian_of_a_model(problem):
+def test_block_krylov_on_the_hessian_of_a_model(problem, hessian_spectrum):
     model, loss, x, y = problem
-    exact = np.linalg.eigvalsh(dense_hessian(model, loss, x, y))[::-1]
+    exact = hessian_spectrum
     op = analysis.hessian_operator(model, loss, x, y, chunk_size=10)
     result = block_krylov.block_krylov_eigenvalues(op, 3, block_size=4, seed=0, tol=1e-9)
     np.testing.assert_allclose(result.eigenvalues, exact[:3], rtol=1e-7)
@@ -127,6 +133,27 @@ def test_auto_route_on_a_model_and_the_memory_error(problem):
         analysis.diffusion_spectrum(model, loss, x, y, k=3, max_memory=100)
 
 
+def test_analyze_takes_the_planned_route_and_refuses_when_none_fits(problem, monkeypatch):
+    """experiments.analyze's diffusion step: the whole spectrum on the Gram route when it fits, the top few on
+    the route "auto" plans when it does not, and a MemoryError naming the flags when nothing fits."""
+    from control_opt.analysis import memory
+    from experiments import analysis_run
+
+    model, _, x, y = problem
+    config = analysis_run.AnalysisConfig(chunk_size=8, seed=0)
+    full = analysis_run.diffusion_analysis(model, x, y, config)
+    assert full["method"] == "gram" and len(full["eigenvalues"]) == len(x) - 1
+    monkeypatch.setattr(analysis_run, "_PARTIAL_K", 4)
+    monkeypatch.setattr(memory, "available_memory", lambda: 400_000)  # budget: half of it
+    part = analysis_run.diffusion_analysis(model, x, y, config)
+    assert part["method"] == "krylov" and len(part["eigenvalues"]) == 4
+    np.testing.assert_allclose(part["eigenvalues"], full["eigenvalues"][:4], rtol=1e-8)
+    assert np.all(np.asarray(part["residuals"]) <= 1e-4 * full["eigenvalues"][0])
+    monkeypatch.setattr(memory, "available_memory", lambda: 400)
+    with pytest.raises(MemoryError, match=r"--diffusion_examples.*--chunk_size.*no route fits"):
+        analysis_run.diffusion_analysis(model, x, y, config)
+
+
 def test_gram_operator_cache_gives_the_same_products_with_fewer_evaluations(problem):
     model, loss, x, y = problem
     prob = ModelProblem(model, loss, x, y, chunk_size=5)
@@ -140,15 +167,21 @@ def test_gram_operator_cache_gives_the_same_products_with_fewer_evaluations(prob
     assert plain.num_chunk_evaluations == 4 * 5 and cached.num_chunk_evaluations == 5
 
 
-def test_lanczos_default_run_stops_when_converged(problem):
+def test_lanczos_default_run_stops_when_converged(problem, hessian_spectrum):
     model, loss, x, y = problem
-    exact = np.linalg.eigvalsh(dense_hessian(model, loss, x, y))[::-1]
+    exact = hessian_spectrum
     eig = analysis.hessian_eigenvalues(model, loss, x, y, k=2, seed=0, return_eigenvectors=True)
     assert 12 <= eig.num_steps < 42  # the cap is max(4k, k + 40) = 42
     np.testing.assert_allclose(eig.top, exact[:2], rtol=1e-8)
     assert np.all(eig.top_residuals <= 1e-4 * exact[0])
     fixed = analysis.hessian_eigenvalues(model, loss, x, y, k=2, seed=0, num_steps=30)
     assert fixed.num_steps == 30  # an explicit step count is honoured
+    ten = analysis.hessian_eigenvalues(model, loss, x, y, k=10, seed=0)  # the bench's top 10, default stopping
+    # it stopped because the top 10 converged to the default 1e-5 relative residual, or at the cap
+    assert ten.num_steps == 50 or np.all(ten.top_residuals <= 1e-5 * ten.top[0])
+    np.testing.assert_allclose(ten.top, exact[:10], rtol=1e-6)
+    # the stated residuals are certificates: each value is within its residual of an eigenvalue of H
+    assert np.all(np.min(np.abs(ten.top[:, None] - exact[None]), axis=1) <= ten.top_residuals + 1e-12 * exact[0])
     bottom = analysis.lanczos_eigenvalues(np.diag(np.arange(1.0, 201.0)), 3, which="bottom", seed=0)
     assert bottom.num_steps <= 43
     assert np.all(np.abs(bottom.eigenvalues - [1.0, 2.0, 3.0]) <= bottom.residuals + 1e-9)
