@@ -11,8 +11,8 @@
   parle         `Parle` (an Entropy-SGD chain per replica, coupled to a center)
 """
 
-from control_opt.optimizers.anchored import AnchoredOptimizer, find_anchored_optimizer
-from control_opt.optimizers.callbacks import AnchorSwap
+from control_opt.optimizers.anchored import AnchoredOptimizer
+from control_opt.optimizers.callbacks import AnchorSwap, find_anchored_optimizer
 from control_opt.optimizers.entropy_sgd import EntropyAdam, EntropySGD
 from control_opt.optimizers.hopf_lax_sgd import HopfLaxSGD
 from control_opt.optimizers.elastic_sgd import ElasticSGD

@@ -83,27 +83,10 @@ from control_opt.optimizers.outer_rules import AdamOuterStep, MomentumOuterStep
 from control_opt.optimizers.step_scalars import StepScalars
 from control_opt.optimizers.swap import AnchorProbeExchange, _tensor_of
 
-__all__ = ["AnchoredOptimizer", "AdamOuterStep", "MomentumOuterStep", "StepScalars", "find_anchored_optimizer"]
+__all__ = ["AnchoredOptimizer", "AdamOuterStep", "MomentumOuterStep", "StepScalars"]
 
 # Salt that separates the noise streams (one per dtype) of one optimizer.
 _VARIABLE_SALT = 0x9E3779B1
-
-
-def find_anchored_optimizer(model_or_optimizer):
-    """The `AnchoredOptimizer` of a model (or behind an optimizer), else None.
-
-    Looks through wrappers such as the `LossScaleOptimizer` that `compile`
-    puts around the optimizer under a `mixed_float16` policy (its
-    `inner_optimizer`), so every part of the library finds the same optimizer.
-    """
-    optimizer = getattr(model_or_optimizer, "optimizer", model_or_optimizer)
-    for _ in range(8):  # wrappers of wrappers, bounded
-        if isinstance(optimizer, AnchoredOptimizer):
-            return optimizer
-        optimizer = getattr(optimizer, "inner_optimizer", None)
-        if optimizer is None:
-            return None
-    return None
 
 
 class AnchoredOptimizer(AnchorProbeExchange, keras.optimizers.Optimizer):

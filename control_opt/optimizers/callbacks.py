@@ -9,9 +9,26 @@ from __future__ import annotations
 
 import keras
 
-from control_opt.optimizers.anchored import find_anchored_optimizer
+from control_opt.optimizers.anchored import AnchoredOptimizer
 
-__all__ = ["AnchorSwap"]
+__all__ = ["AnchorSwap", "find_anchored_optimizer"]
+
+
+def find_anchored_optimizer(model_or_optimizer):
+    """The `AnchoredOptimizer` of a model (or behind an optimizer), else None.
+
+    Looks through wrappers such as the `LossScaleOptimizer` that `compile`
+    puts around the optimizer under a `mixed_float16` policy (its
+    `inner_optimizer`), so every part of the library finds the same optimizer.
+    """
+    optimizer = getattr(model_or_optimizer, "optimizer", model_or_optimizer)
+    for _ in range(8):  # wrappers of wrappers, bounded
+        if isinstance(optimizer, AnchoredOptimizer):
+            return optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", None)
+        if optimizer is None:
+            return None
+    return None
 
 
 class AnchorSwap(keras.callbacks.Callback):

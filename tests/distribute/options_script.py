@@ -27,7 +27,7 @@ import keras  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import control_opt  # noqa: E402
 from control_opt import distribute  # noqa: E402
-from control_opt.optimizers.anchored import find_anchored_optimizer  # noqa: E402
+from control_opt.optimizers.callbacks import find_anchored_optimizer  # noqa: E402
 from tests.distribute import parle_code  # noqa: E402
 
 STRATEGY = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(N)])
