@@ -119,6 +119,15 @@ class _PairedCost:
         outside = max(0.0, total_seconds - self.gradient_seconds - self.product_seconds)
         return float(sum(self.ratios) + outside / statistics.median(self.gradient_times))
 
+    def record(self, total_seconds):
+        """The cost and what it is made of: each product's ratio (the first one traces the product's function),
+        each paired gradient's seconds, and the solver's own time outside the products, in gradients."""
+        outside = max(0.0, total_seconds - self.gradient_seconds - self.product_seconds)
+        return dict(paired_gradients=self.cost(total_seconds), ratios=self.ratios,
+                    gradient_times=self.gradient_times, first_ratio=self.ratios[0],
+                    median_ratio_after_first=float(np.median(self.ratios[1:])) if len(self.ratios) > 1 else None,
+                    outside_gradients=outside / statistics.median(self.gradient_times))
+
 
 def _timed(fn):
     t0 = time.perf_counter()
@@ -142,8 +151,7 @@ def measure(row, args):
             op = _PairedCost(analysis.hessian_operator(model, loss, x, y, chunk_size=args.chunk_size), gradient)
             eig, seconds = _timed(lambda: analysis.hessian_eigenvalues(op, k=k, seed=0))
             out[f"top{k}"] = dict(values=eig.top.tolist(), residuals=eig.top_residuals.tolist(),
-                                  steps=eig.num_steps, seconds=seconds - op.gradient_seconds,
-                                  paired_gradients=op.cost(seconds))
+                                  steps=eig.num_steps, seconds=seconds - op.gradient_seconds, **op.record(seconds))
         g1 = timer()
         out["hvp_method"] = inspect.signature(analysis.hessian_eigenvalues).parameters["method"].default
     elif row in ("lenet_diffusion", "allcnn_diffusion"):
@@ -174,29 +182,36 @@ def measure(row, args):
 
 
 def _hvp_profile(args, repeats=5):
-    """Where a product's time goes: one gradient, a Hessian-vector product by each method (flat float64 in
-    and out), and the float64 NumPy round trip alone, interleaved; medians of per-round ratios to the gradient."""
+    """Where a product's time goes: one gradient, a Hessian-vector product by each method and chunk size (flat
+    float64 in and out), and the float64 NumPy round trip alone, interleaved; medians of per-round ratios to the
+    gradient. Each product's first call (which traces its function) is timed on its own, against the median
+    gradient."""
     from control_opt import analysis
     from control_opt.analysis._problem import ModelProblem
 
     model, loss, x, y = _setup("lenet", args.n)
     problem = ModelProblem(model, loss, x, y)
     v = np.random.default_rng(0).standard_normal(problem.dim)
-    ops = {m: analysis.hessian_operator(model, loss, x, y, method=m)
-           for m in ("forward_over_reverse", "double_backward")}
-    cases = {"gradient": problem.gradient,
-             "HVP forward_over_reverse": lambda: ops["forward_over_reverse"].matvec(v),
-             "HVP double_backward": lambda: ops["double_backward"].matvec(v),
-             "float64 round trip": lambda: problem.flatten(problem.unflatten(v)).numpy().astype(np.float64)}
-    for fn in cases.values():
-        fn()
+    variants = {"HVP forward_over_reverse": ("forward_over_reverse", None),
+                "HVP double_backward": ("double_backward", None)}
+    for chunk in (1024, 512):
+        if chunk < args.n:
+            variants[f"HVP double_backward, chunks of {chunk}"] = ("double_backward", chunk)
+    ops = {name: analysis.hessian_operator(model, loss, x, y, method=m, chunk_size=c)
+           for name, (m, c) in variants.items()}
+    cases = {"gradient": problem.gradient}
+    cases.update({name: (lambda op=op: op.matvec(v)) for name, op in ops.items()})
+    cases["float64 round trip"] = lambda: problem.flatten(problem.unflatten(v)).numpy().astype(np.float64)
+    cases["gradient"]()
+    first = {name: _timed(fn)[1] for name, fn in cases.items() if name != "gradient"}
     times = {name: [] for name in cases}
     for _ in range(repeats):
         for name, fn in cases.items():
             times[name].append(_timed(fn)[1])
     grad = np.array(times["gradient"])
     return dict(n=args.n, repeats=repeats, seconds={k: float(np.median(t)) for k, t in times.items()},
-                ratio={k: float(np.median(np.array(t) / grad)) for k, t in times.items()})
+                ratio={k: float(np.median(np.array(t) / grad)) for k, t in times.items()},
+                first_call_ratio={k: float(t / np.median(grad)) for k, t in first.items()})
 
 
 def _torch_lenet(model):
@@ -470,7 +485,10 @@ def main():
         from absl import logging
 
         logging.set_verbosity(logging.INFO)
-        print("RESULT " + json.dumps(measure(args.measure, args)), flush=True)
+        load = os.getloadavg()[0]
+        result = measure(args.measure, args)
+        result.update(load_before=load, load_after=os.getloadavg()[0])  # 1-minute load averages
+        print("RESULT " + json.dumps(result), flush=True)
         return
     records = {}
     for path in args.results.split(","):
