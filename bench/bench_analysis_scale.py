@@ -9,6 +9,10 @@ Rows (each in its own subprocess, so that its peak resident memory is its own):
 * lenet_hessian: `hessian_eigenvalues` top-1 and top-10 (default stopping),
   LeNet (`models.build("lenet", input_shape=(28, 28, 1))`, 431,220 weights),
   4096 random images with random labels, inference mode.
+* lenet_hessian_steps: the top 10 with `--lanczos_steps` Lanczos steps (default 40), same network and data.
+* hvp_profile: one product's cost by method and chunk size, its first call (tracing) apart, interleaved
+  with gradients over one chunk and over the same chunks.
+* lenet_trace: `hessian_trace` (`--trace_probes` Hutchinson probes), same network and data.
 * lenet_diffusion: `diffusion_spectrum(k=100)` with the default route
   ("auto"), same network and data, memory budget `--max_memory`.
 * allcnn_diffusion: `diffusion_spectrum(k=10)` on All-CNN-BN
@@ -26,9 +30,10 @@ Rows (each in its own subprocess, so that its peak resident memory is its own):
   `pyhessian_torch` row over the `lenet_hessian` row's examples is compared
   with that row's Lanczos values.
 
-The Hessian rows count each product against a full-batch gradient timed just
-before it under the same load ("paired"), plus the solver's own time over the
-median gradient.
+The Hessian rows count each product against a full-batch gradient of the same
+data (and chunks) timed just before it under the same load ("paired"), plus the
+solver's own time over the median gradient, and store each product's ratio;
+`--chunk_size` sets the chunks of both.
 
 Costs are counted in gradient evaluations: the time of the computation over
 the median time of one full-batch gradient of the same data (the Keras
@@ -56,7 +61,8 @@ from bench.report import machine_line, markdown_table, write_section  # noqa: E4
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results", "analysis_scale.json")
-ROWS = ("hvp_profile", "lenet_hessian", "lenet_diffusion", "allcnn_diffusion", "pyhessian")
+ROWS = ("hvp_profile", "lenet_hessian", "lenet_hessian_steps", "lenet_trace", "lenet_diffusion", "allcnn_diffusion",
+        "pyhessian")
 
 
 def _peak_mb():
@@ -362,9 +368,9 @@ def _rel(values, reference):
     return float(np.max(np.abs(values - reference) / np.abs(reference)))
 
 
-def _hessian_label(key, r, t):
+def _hessian_label(r, t):
     stop = "default stop" if t.get("steps_given") is None else f"{t['steps_given']} steps given"
-    chunk = r.get("chunk_size") or (None if key.endswith("unchunked") else "?")
+    chunk = r.get("chunk_size")  # rows from before this field existed were all over one chunk
     chunks = f"chunks of {chunk}" if chunk else f"one chunk of {r['n']}"
     return f"Lanczos, {stop}, {r.get('hvp_method', 'default')} HVP, {chunks}"
 
@@ -382,7 +388,7 @@ def report(records):
             if "first_ratio" in t:
                 cost += (f"; first product {t['first_ratio']:.2f}, the others' median "
                          f"{t['median_ratio_after_first']:.2f}, solver {t['outside_gradients']:.1f}")
-            rows.append([f"LeNet ({r['dim']:,})", r["n"], f"Hessian top-{k} ({_hessian_label(key, r, t)})",
+            rows.append([f"LeNet ({r['dim']:,})", r["n"], f"Hessian top-{k} ({_hessian_label(r, t)})",
                          f"{t['steps']} products", cost, _gradient_range(r), f"{t['seconds']:.0f}",
                          f"{max(t['residuals']) / t['values'][0]:.1e} (Lanczos estimate)", f"{r['peak_mb']:.0f}"])
     for key, label in (("lenet_diffusion", "LeNet"), ("allcnn_diffusion", "All-CNN-BN")):
@@ -394,8 +400,9 @@ def report(records):
                          f"{_grads(r['seconds'], r):.0f}", _gradient_range(r), f"{r['seconds']:.0f}", residual,
                          f"{r['peak_mb']:.0f}"])
     md = ("## Analysis at the papers' scale (control_opt.analysis, issue 21)\n\n"
-          "Command: `python -m bench.bench_analysis_scale` (rows `lenet_hessian`, `lenet_diffusion`, "
-          f"`allcnn_diffusion`, `pyhessian`). {machine_line()} CPU only. Random images with random labels, "
+          "Command: `python -m bench.bench_analysis_scale` (rows `lenet_hessian`, `lenet_hessian_steps`, "
+          "`hvp_profile`, `lenet_trace`, `lenet_diffusion`, `allcnn_diffusion`, `pyhessian`, `pyhessian_torch`; "
+          f"the runs are in the notes below). {machine_line()} CPU only. Random images with random labels, "
           "float32, inference mode. Cost = the computation's time over the time of one full-batch gradient of "
           "the same data in the same process (median of 3, before and after, averaged). **The machine was "
           "loaded by other jobs during these runs (the load of each run is in the notes below): the wall times are inflated "
