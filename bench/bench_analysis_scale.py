@@ -503,7 +503,7 @@ def _pyhessian_at_scale(records):
                              f"{o['value']:.5g} ± {o['stderr']:.2g}", f"difference {z:+.2f} combined SE",
                              f"{_grads(o['seconds'], ours_trace):.0f}", f"{o['seconds']:.0f}"])
             rows.append(["trace", f"PyHessian (Hutchinson, {t['probes']} probes, tol 1e-3)",
-                         f"{t['value']:.5g} ± {t['stderr']:.2g}", "", 
+                         f"{t['value']:.5g} ± {t['stderr']:.2g}", "",
                          f"{t['seconds'] / p['torch_gradient_seconds']:.0f} torch", f"{t['seconds']:.0f}"])
     if not rows:
         return ""
