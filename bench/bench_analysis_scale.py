@@ -9,6 +9,10 @@ Rows (each in its own subprocess, so that its peak resident memory is its own):
 * lenet_hessian: `hessian_eigenvalues` top-1 and top-10 (default stopping),
   LeNet (`models.build("lenet", input_shape=(28, 28, 1))`, 431,220 weights),
   4096 random images with random labels, inference mode.
+* lenet_hessian_steps: the top 10 with `--lanczos_steps` Lanczos steps (default 40), same network and data.
+* hvp_profile: one product's cost by method and chunk size, its first call (tracing) apart, interleaved
+  with gradients over one chunk and over the same chunks.
+* lenet_trace: `hessian_trace` (`--trace_probes` Hutchinson probes), same network and data.
 * lenet_diffusion: `diffusion_spectrum(k=100)` with the default route
   ("auto"), same network and data, memory budget `--max_memory`.
 * allcnn_diffusion: `diffusion_spectrum(k=10)` on All-CNN-BN
@@ -26,9 +30,10 @@ Rows (each in its own subprocess, so that its peak resident memory is its own):
   `pyhessian_torch` row over the `lenet_hessian` row's examples is compared
   with that row's Lanczos values.
 
-The Hessian rows count each product against a full-batch gradient timed just
-before it under the same load ("paired"), plus the solver's own time over the
-median gradient.
+The Hessian rows count each product against a full-batch gradient of the same
+data (and chunks) timed just before it under the same load ("paired"), plus the
+solver's own time over the median gradient, and store each product's ratio;
+`--chunk_size` sets the chunks of both.
 
 Costs are counted in gradient evaluations: the time of the computation over
 the median time of one full-batch gradient of the same data (the Keras
@@ -56,7 +61,8 @@ from bench.report import machine_line, markdown_table, write_section  # noqa: E4
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results", "analysis_scale.json")
-ROWS = ("hvp_profile", "lenet_hessian", "lenet_diffusion", "allcnn_diffusion", "pyhessian")
+ROWS = ("hvp_profile", "lenet_hessian", "lenet_hessian_steps", "lenet_trace", "lenet_diffusion", "allcnn_diffusion",
+        "pyhessian")
 
 
 def _peak_mb():
@@ -119,6 +125,15 @@ class _PairedCost:
         outside = max(0.0, total_seconds - self.gradient_seconds - self.product_seconds)
         return float(sum(self.ratios) + outside / statistics.median(self.gradient_times))
 
+    def record(self, total_seconds):
+        """The cost and what it is made of: each product's ratio (the first one traces the product's function),
+        each paired gradient's seconds, and the solver's own time outside the products, in gradients."""
+        outside = max(0.0, total_seconds - self.gradient_seconds - self.product_seconds)
+        return dict(paired_gradients=self.cost(total_seconds), ratios=self.ratios,
+                    gradient_times=self.gradient_times, first_ratio=self.ratios[0],
+                    median_ratio_after_first=float(np.median(self.ratios[1:])) if len(self.ratios) > 1 else None,
+                    outside_gradients=outside / statistics.median(self.gradient_times))
+
 
 def _timed(fn):
     t0 = time.perf_counter()
@@ -130,22 +145,32 @@ def measure(row, args):
     from control_opt import analysis
 
     out = dict(row=row)
-    if row == "lenet_hessian":
+    if row in ("lenet_hessian", "lenet_hessian_steps"):
         from control_opt.analysis._problem import ModelProblem
 
         model, loss, x, y = _setup("lenet", args.n)
         timer = _gradient_timer(model, loss, x, y, args.chunk_size)
         gradient = ModelProblem(model, loss, x, y, args.chunk_size).gradient
         g0 = timer()
-        for k in (1, 10):
+        runs = ((1, None), (10, None)) if row == "lenet_hessian" else ((10, args.lanczos_steps),)
+        for k, steps in runs:
             # a fresh operator per run (its first product traces, as a call with the model does)
             op = _PairedCost(analysis.hessian_operator(model, loss, x, y, chunk_size=args.chunk_size), gradient)
-            eig, seconds = _timed(lambda: analysis.hessian_eigenvalues(op, k=k, seed=0))
+            eig, seconds = _timed(lambda: analysis.hessian_eigenvalues(op, k=k, seed=0, num_steps=steps))
             out[f"top{k}"] = dict(values=eig.top.tolist(), residuals=eig.top_residuals.tolist(),
-                                  steps=eig.num_steps, seconds=seconds - op.gradient_seconds,
-                                  paired_gradients=op.cost(seconds))
+                                  steps=eig.num_steps, steps_given=steps, seconds=seconds - op.gradient_seconds,
+                                  **op.record(seconds))
         g1 = timer()
         out["hvp_method"] = inspect.signature(analysis.hessian_eigenvalues).parameters["method"].default
+        out["chunk_size"] = args.chunk_size
+    elif row == "lenet_trace":
+        model, loss, x, y = _setup("lenet", args.n)
+        timer = _gradient_timer(model, loss, x, y, None)
+        g0 = timer()
+        trace, seconds = _timed(lambda: analysis.hessian_trace(model, loss, x, y, num_probes=args.trace_probes,
+                                                               seed=0))
+        g1 = timer()
+        out["trace"] = dict(value=trace.trace, stderr=trace.stderr, probes=trace.num_probes, seconds=seconds)
     elif row in ("lenet_diffusion", "allcnn_diffusion"):
         name, k = ("lenet", 100) if row == "lenet_diffusion" else ("allcnn_bn", 10)
         model, loss, x, y = _setup(name, args.n)
@@ -174,29 +199,40 @@ def measure(row, args):
 
 
 def _hvp_profile(args, repeats=5):
-    """Where a product's time goes: one gradient, a Hessian-vector product by each method (flat float64 in
-    and out), and the float64 NumPy round trip alone, interleaved; medians of per-round ratios to the gradient."""
+    """Where a product's time goes: one gradient, a Hessian-vector product by each method and chunk size (flat
+    float64 in and out), and the float64 NumPy round trip alone, interleaved; medians of per-round ratios to the
+    gradient. Each product's first call (which traces its function) is timed on its own, against the median
+    gradient."""
     from control_opt import analysis
     from control_opt.analysis._problem import ModelProblem
 
     model, loss, x, y = _setup("lenet", args.n)
     problem = ModelProblem(model, loss, x, y)
     v = np.random.default_rng(0).standard_normal(problem.dim)
-    ops = {m: analysis.hessian_operator(model, loss, x, y, method=m)
-           for m in ("forward_over_reverse", "double_backward")}
-    cases = {"gradient": problem.gradient,
-             "HVP forward_over_reverse": lambda: ops["forward_over_reverse"].matvec(v),
-             "HVP double_backward": lambda: ops["double_backward"].matvec(v),
-             "float64 round trip": lambda: problem.flatten(problem.unflatten(v)).numpy().astype(np.float64)}
-    for fn in cases.values():
-        fn()
+    variants = {"HVP forward_over_reverse": ("forward_over_reverse", None),
+                "HVP double_backward": ("double_backward", None)}
+    for chunk in (1024, 512):
+        if chunk < args.n:
+            variants[f"HVP double_backward, chunks of {chunk}"] = ("double_backward", chunk)
+    ops = {name: analysis.hessian_operator(model, loss, x, y, method=m, chunk_size=c)
+           for name, (m, c) in variants.items()}
+    chunked = {c: ModelProblem(model, loss, x, y, c) for c in (1024, 512) if c < args.n}
+    cases = {"gradient": problem.gradient}
+    cases.update({f"gradient, chunks of {c}": p.gradient for c, p in chunked.items()})
+    cases.update({name: (lambda op=op: op.matvec(v)) for name, op in ops.items()})
+    cases["float64 round trip"] = lambda: problem.flatten(problem.unflatten(v)).numpy().astype(np.float64)
+    for name, fn in cases.items():
+        if name.startswith("gradient"):
+            fn()
+    first = {name: _timed(fn)[1] for name, fn in cases.items() if not name.startswith("gradient")}
     times = {name: [] for name in cases}
     for _ in range(repeats):
         for name, fn in cases.items():
             times[name].append(_timed(fn)[1])
     grad = np.array(times["gradient"])
     return dict(n=args.n, repeats=repeats, seconds={k: float(np.median(t)) for k, t in times.items()},
-                ratio={k: float(np.median(np.array(t) / grad)) for k, t in times.items()})
+                ratio={k: float(np.median(np.array(t) / grad)) for k, t in times.items()},
+                first_call_ratio={k: float(t / np.median(grad)) for k, t in first.items()})
 
 
 def _torch_lenet(model):
@@ -307,7 +343,9 @@ def _run_row(row, args):
     cmd = [sys.executable, "-m", "bench.bench_analysis_scale", "--measure", row, "--n",
            str(1024 if row.startswith("allcnn") else 4096), "--max_memory", str(args.max_memory),
            "--pyhessian_n", str(args.pyhessian_n), "--trace_probes", str(args.trace_probes),
-           "--reference_trace_probes", str(args.reference_trace_probes)]
+           "--reference_trace_probes", str(args.reference_trace_probes), "--lanczos_steps", str(args.lanczos_steps)]
+    if args.chunk_size:
+        cmd += ["--chunk_size", str(args.chunk_size)]
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=6 * 3600)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
@@ -330,18 +368,28 @@ def _rel(values, reference):
     return float(np.max(np.abs(values - reference) / np.abs(reference)))
 
 
+def _hessian_label(r, t):
+    stop = "default stop" if t.get("steps_given") is None else f"{t['steps_given']} steps given"
+    chunk = r.get("chunk_size")  # rows from before this field existed were all over one chunk
+    chunks = f"chunks of {chunk}" if chunk else f"one chunk of {r['n']}"
+    return f"Lanczos, {stop}, {r.get('hvp_method', 'default')} HVP, {chunks}"
+
+
 def report(records):
     rows = []
     for key in sorted(key for key in records if key.startswith("lenet_hessian")):
         r = records[key]
-        method = r.get("hvp_method", key[len("lenet_hessian"):].strip("_") or "default")
         for k in (1, 10):
+            if f"top{k}" not in r:
+                continue
             t = r[f"top{k}"]
-            rows.append([f"LeNet ({r['dim']:,})", r["n"], f"Hessian top-{k} (Lanczos, default stop, {method} HVP)",
-                         f"{t['steps']} products",
-                         (f"{t['paired_gradients']:.0f} paired ({_grads(t['seconds'], r):.0f} unpaired)"
-                          if "paired_gradients" in t else f"{_grads(t['seconds'], r):.0f}"), _gradient_range(r),
-                         f"{t['seconds']:.0f}",
+            cost = (f"{t['paired_gradients']:.1f} paired ({_grads(t['seconds'], r):.0f} unpaired)"
+                    if "paired_gradients" in t else f"{_grads(t['seconds'], r):.0f}")
+            if "first_ratio" in t:
+                cost += (f"; first product {t['first_ratio']:.2f}, the others' median "
+                         f"{t['median_ratio_after_first']:.2f}, solver {t['outside_gradients']:.1f}")
+            rows.append([f"LeNet ({r['dim']:,})", r["n"], f"Hessian top-{k} ({_hessian_label(r, t)})",
+                         f"{t['steps']} products", cost, _gradient_range(r), f"{t['seconds']:.0f}",
                          f"{max(t['residuals']) / t['values'][0]:.1e} (Lanczos estimate)", f"{r['peak_mb']:.0f}"])
     for key, label in (("lenet_diffusion", "LeNet"), ("allcnn_diffusion", "All-CNN-BN")):
         if key in records:
@@ -352,8 +400,9 @@ def report(records):
                          f"{_grads(r['seconds'], r):.0f}", _gradient_range(r), f"{r['seconds']:.0f}", residual,
                          f"{r['peak_mb']:.0f}"])
     md = ("## Analysis at the papers' scale (control_opt.analysis, issue 21)\n\n"
-          "Command: `python -m bench.bench_analysis_scale` (rows `lenet_hessian`, `lenet_diffusion`, "
-          f"`allcnn_diffusion`, `pyhessian`). {machine_line()} CPU only. Random images with random labels, "
+          "Command: `python -m bench.bench_analysis_scale` (rows `lenet_hessian`, `lenet_hessian_steps`, "
+          "`hvp_profile`, `lenet_trace`, `lenet_diffusion`, `allcnn_diffusion`, `pyhessian`, `pyhessian_torch`; "
+          f"the runs are in the notes below). {machine_line()} CPU only. Random images with random labels, "
           "float32, inference mode. Cost = the computation's time over the time of one full-batch gradient of "
           "the same data in the same process (median of 3, before and after, averaged). **The machine was "
           "loaded by other jobs during these runs (the load of each run is in the notes below): the wall times are inflated "
@@ -364,10 +413,14 @@ def report(records):
                             "gradient before / after [s]", "wall [s]", "max relative residual", "peak RSS [MB]"], rows))
     if "hvp_profile" in records:
         r = records["hvp_profile"]
-        md += (f"\n\nWhere a Hessian-vector product's time goes (LeNet, {r['n']} examples, one chunk; row "
-               f"`hvp_profile`, {r['repeats']} interleaved rounds, median of per-round ratios to one gradient):\n\n"
-               + markdown_table(["computation", "median [s]", "gradients"],
-                                [[k, f"{r['seconds'][k]:.3f}", f"{r['ratio'][k]:.2f}"] for k in r["seconds"]]))
+        first = r.get("first_call_ratio", {})
+        md += (f"\n\nWhere a Hessian-vector product's time goes (LeNet, {r['n']} examples; row `hvp_profile`, "
+               f"{r['repeats']} interleaved rounds after each product's first call, median of per-round ratios to "
+               f"one gradient over the {r['n']} examples in one chunk; the first call, which traces the product's "
+               "function, over the median gradient):\n\n"
+               + markdown_table(["computation", "median [s]", "gradients", "first call [gradients]"],
+                                [[k, f"{r['seconds'][k]:.3f}", f"{r['ratio'][k]:.2f}",
+                                  f"{first[k]:.2f}" if k in first else ""] for k in r["seconds"]]))
     if "pyhessian" in records:
         r = records["pyhessian"]
         ref = r["reference"]
@@ -418,33 +471,51 @@ def report(records):
 
 
 def _pyhessian_at_scale(records):
-    """PyHessian rows over the Hessian row's examples, against that row's Lanczos values and residuals."""
+    """PyHessian over the Hessian row's examples, against that row's Lanczos values (the reference: each value
+    within its stated residual of an eigenvalue), and its trace beside ours (row `lenet_trace`)."""
     h = records.get("lenet_hessian")
+    ours_trace = records.get("lenet_trace")
     rows = []
     for key in sorted(records):
         p = records[key]
         if not key.startswith("pyhessian_torch") or h is None or p.get("n") != h["n"] or "skipped" in p:
             continue
         for k in (1, 10):
+            o = h["top10"]
+            if k == 1:
+                rows.append([f"top-{k} eigenvalue", "ours (Lanczos, default stop; row lenet_hessian)",
+                             f"{h['top1']['values'][0]:.6g}", f"{_rel(h['top1']['values'], o['values']):.1e}",
+                             f"{h['top1']['paired_gradients']:.0f} paired", f"{h['top1']['seconds']:.0f}"])
             if f"top{k}" in p:
-                t, o = p[f"top{k}"], h[f"top{k}"]
-                rows.append([f"top-{k} eigenvalues", "PyHessian (power iteration, tol 1e-3)",
+                t = p[f"top{k}"]
+                rows.append([f"top-{k} eigenvalue{'s' if k > 1 else ''}", "PyHessian (power iteration, tol 1e-3)",
                              f"{t['values'][0]:.6g}", f"{_rel(sorted(t['values'], reverse=True), o['values']):.1e}",
                              f"{t['seconds'] / p['torch_gradient_seconds']:.0f} torch", f"{t['seconds']:.0f}"])
+            elif k == 10:
+                rows.append(["top-10 eigenvalues", "PyHessian (power iteration, tol 1e-3)", "not run to the end",
+                             "", "", ""])
         if "trace" in p:
             t = p["trace"]
+            if ours_trace is not None and ours_trace.get("n") == p["n"]:
+                o = ours_trace["trace"]
+                z = (o["value"] - t["value"]) / np.hypot(o["stderr"], t["stderr"])
+                rows.append(["trace", f"ours (Hutchinson, {o['probes']} probes; row lenet_trace)",
+                             f"{o['value']:.5g} ± {o['stderr']:.2g}", f"difference {z:+.2f} combined SE",
+                             f"{_grads(o['seconds'], ours_trace):.0f}", f"{o['seconds']:.0f}"])
             rows.append(["trace", f"PyHessian (Hutchinson, {t['probes']} probes, tol 1e-3)",
-                         f"{t['value']:.5g} ± {t['stderr']:.2g}", "(no reference at this N)",
+                         f"{t['value']:.5g} ± {t['stderr']:.2g}", "",
                          f"{t['seconds'] / p['torch_gradient_seconds']:.0f} torch", f"{t['seconds']:.0f}"])
     if not rows:
         return ""
-    return (f"\n\nPyHessian over the Hessian row's {h['n']} examples (the same weights), against that row's Lanczos "
-            "values (top-1: residual estimate "
-            f"{h['top1']['residuals'][0] / h['top1']['values'][0]:.1e} relative; top-10: largest "
-            f"{max(h['top10']['residuals']) / h['top10']['values'][0]:.1e}). Costs in torch gradients of the same "
-            "data (timed before PyHessian started).\n\n"
-            + markdown_table(["quantity", "tool", "value (top)", "relative difference to our Lanczos",
-                              "cost [own gradients]", "wall [s]"], rows))
+    return (f"\n\nSide by side with PyHessian over the Hessian row's {h['n']} examples (the same weights). Reference "
+            "for the eigenvalues: row lenet_hessian's top-10 run (values 1-9 with Lanczos residual estimates at most "
+            f"{max(h['top10']['residuals'][:9]) / h['top10']['values'][0]:.0e} relative, the 10th "
+            f"{h['top10']['residuals'][9] / h['top10']['values'][0]:.1e}); agreement = the largest relative "
+            "difference to it over the values given. There is no independent trace reference at this N: the two "
+            "Hutchinson estimates are compared in combined standard errors. PyHessian's costs are in torch gradients "
+            "of the same data timed once before it started.\n\n"
+            + markdown_table(["quantity", "tool", "value (top)", "agreement with reference", "cost [own gradients]",
+                              "wall [s]"], rows))
 
 
 def main():
@@ -456,6 +527,8 @@ def main():
     parser.add_argument("--pyhessian_n", type=int, default=512)
     parser.add_argument("--trace_probes", type=int, default=50)
     parser.add_argument("--reference_trace_probes", type=int, default=100)
+    parser.add_argument("--lanczos_steps", type=int, default=40,
+                        help="row lenet_hessian_steps: the Hessian's top 10 with this many Lanczos steps")
     parser.add_argument("--pyhessian_parts", default="top1,trace,top10", help="PyHessian's computations, in order")
     parser.add_argument("--separate_pyhessian", action="store_true",
                         help="row pyhessian computes ours and the reference only; PyHessian is row pyhessian_torch")
@@ -464,13 +537,17 @@ def main():
     parser.add_argument("--notes", default=None, help="a markdown file appended to the section")
     parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=4096, help=argparse.SUPPRESS)
-    parser.add_argument("--chunk_size", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--chunk_size", type=int, default=None,
+                        help="rows lenet_hessian*: examples per chunk of the products and the paired gradients")
     args = parser.parse_args()
     if args.measure:
         from absl import logging
 
         logging.set_verbosity(logging.INFO)
-        print("RESULT " + json.dumps(measure(args.measure, args)), flush=True)
+        load = os.getloadavg()[0]
+        result = measure(args.measure, args)
+        result.update(load_before=load, load_after=os.getloadavg()[0])  # 1-minute load averages
+        print("RESULT " + json.dumps(result), flush=True)
         return
     records = {}
     for path in args.results.split(","):

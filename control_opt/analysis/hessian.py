@@ -11,9 +11,12 @@ computed
   raw weight *tensors* passed to `model.stateless_call` (watching Keras 3
   variables directly fails). TensorFlow computes most forward-mode rules by
   transposing a reverse-mode one, so this costs more: on LeNet over 4096
-  examples a product took 2.1 gradient evaluations forward-over-reverse and
-  1.3 double-backward (median of paired ratios in the same run); the float64
-  round trip through NumPy on each product took 0.2% of a gradient.
+  examples a product took 2.6 gradient evaluations forward-over-reverse and
+  2.1 double-backward (medians of paired ratios; about twice a gradient is
+  the floor of an exact product), chunks of 512 or 1024 examples no fewer
+  against a gradient chunked the same way; the float64 round trip through
+  NumPy on each product took 0.3-0.5% of a gradient, and the first product,
+  which traces the function, about half a gradient more.
 
 Both are averaged over the data set chunk by chunk,
 `H v = sum_chunks (n_c / N) H_c v`, since `f` is the mean loss. The model is

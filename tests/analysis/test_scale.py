@@ -187,6 +187,28 @@ def test_lanczos_default_run_stops_when_converged(problem, hessian_spectrum):
     assert np.all(np.abs(bottom.eigenvalues - [1.0, 2.0, 3.0]) <= bottom.residuals + 1e-9)
 
 
+def test_default_stop_is_set_by_the_tolerance_on_a_model_that_needs_it():
+    """A 103-weight model whose top 10 need 45 of the 50 allowed Lanczos steps to reach the default tolerance:
+    stopping earlier (a loosened `DEFAULT_TOL`, or a smaller minimum) leaves values off by far more than 1e-8.
+    The control (an explicit `tol=3e-2`) shows that this model tells the two apart."""
+    from control_opt.analysis.lanczos import DEFAULT_TOL
+
+    model, loss, x, y = small_classifier(num_inputs=6, hidden=10, num_classes=3, num_examples=40)
+    op = analysis.hessian_operator(model, loss, x, y)
+    exact = np.linalg.eigvalsh(op.to_dense())[::-1]  # the operator's dense matrix (checked against
+    # dense_hessian in test_hessian.py)
+    eig = analysis.hessian_eigenvalues(model, loss, x, y, k=10, seed=0)
+    assert 2 * 10 < eig.num_steps < 50  # stopped by the tolerance, neither at the minimum nor at the cap
+    np.testing.assert_allclose(eig.top, exact[:10], rtol=0, atol=1e-8 * exact[0])
+    assert np.all(eig.top_residuals <= DEFAULT_TOL * eig.top[0])
+    assert np.all(np.min(np.abs(eig.top[:, None] - exact[None]), axis=1) <= eig.top_residuals + 1e-12 * exact[0])
+    loose = analysis.hessian_eigenvalues(model, loss, x, y, k=10, seed=0, tol=3e-2)
+    assert loose.num_steps < eig.num_steps
+    assert np.max(np.abs(loose.top - exact[:10])) > 1e-4 * exact[0]  # what a loosened tolerance gives here
+    # a loose run's stated residuals still hold
+    assert np.all(np.min(np.abs(loose.top[:, None] - exact[None]), axis=1) <= loose.top_residuals + 1e-12 * exact[0])
+
+
 def test_progress_is_quiet_by_default_and_logs_the_time_left(monkeypatch):
     lines = []
     monkeypatch.setattr(progress.logging, "info", lambda fmt, *args: lines.append(fmt % args))
