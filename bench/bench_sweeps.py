@@ -11,7 +11,9 @@ reads DIR/NAME/sweep.json and the held-out runs' metrics.csv. Then reports, per 
 * effective epochs to reach SGD's final accuracy (the mean over SGD's held-out seeds): per held-out
   seed, the first effective epoch whose test accuracy reaches it ("-" if never), their median;
 * a figure (DIR/accuracy_vs_epochs.png): test accuracy against effective epochs, the mean and a
-  band from the worst to the best held-out seed per optimizer.
+  band from the worst to the best held-out seed per optimizer;
+* what the default rule (`experiments.training.sweeps.default_rule`, which weighs the worst seed)
+  makes of each sweep: adopt its best configuration as the experiment's default, or keep the default.
 
 With `--write`, the tables go to BENCHMARKS.md's `sweeps` section and the figure to bench/results/.
 """
@@ -93,12 +95,26 @@ def tables(results):
             epoch_rows.append((LABELS[name], ", ".join("-" if e is None else str(e) for e in reached),
                                f"{statistics.median(hits):g}" if len(hits) == len(reached) else
                                f"reached by {len(hits)} of {len(reached)}"))
-    results_table = markdown_table(("optimizer", "trials", "runs' wall time, s", "best trial (tuning seed)", "held-out test accuracy %, "
+    results_table = markdown_table(("optimizer", "trials", "runs' wall time, s (sum)", "best trial (tuning seed)", "held-out test accuracy %, "
                                     "mean +- SE", "worst seed", "per seed"), rows)
     epochs_table = None if target is None else (
         f"Target: SGD's mean final held-out test accuracy, {100 * target:.1f}%.\n\n" +
         markdown_table(("optimizer", "effective epochs to the target, per held-out seed", "median"), epoch_rows))
     return results_table, epochs_table
+
+
+def rule_table(results):
+    """The default rule applied to each optimizer's sweep, as a markdown table."""
+    from experiments.training import sweeps  # pylint: disable=import-outside-toplevel
+    from experiments.training.config import default_config  # pylint: disable=import-outside-toplevel
+
+    epochs = default_config().epochs
+    rows = []
+    for name, (summary, _) in results.items():
+        outcome = sweeps.default_rule(summary, experiment_epochs=epochs)
+        rows.append((LABELS[name], "adopt the best trial" if outcome["adopt"] else "keep the default",
+                     outcome["reason"]))
+    return markdown_table(("optimizer", "decision", "why"), rows)
 
 
 def figure(results, path):
@@ -132,6 +148,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--heldout_seeds", default="0,1,2,3,4")
     parser.add_argument("--run", action="store_true", help="run or resume the sweeps first")
+    parser.add_argument("--note", default="", help="a paragraph printed under the budget (how it was run)")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     names = args.optimizers.split(",")
@@ -162,7 +179,7 @@ def main():
             (f"**Reduced budget**: {args.trials} trials of {args.epochs} effective epochs and {len(heldout)} held-out "
              "seeds, against the protocol's 16 trials of 150 epochs and 5 held-out seeds; it favours the methods "
              "that start fast and does not rank the optimizers at the default experiment's budget.\n\n"
-             if reduced else "") +
+             if reduced else "") + (f"{args.note}\n\n" if args.note else "") +
             f"`python -m bench.bench_sweeps --dir {args.dir} --trials {args.trials} --epochs {args.epochs} "
             f"--heldout_seeds {args.heldout_seeds} --run --write`: each optimizer {args.trials} trials of "
             f"{args.epochs} effective epochs ({evaluations} gradient evaluations of batch 100 per run) on tuning "
@@ -172,6 +189,10 @@ def main():
             f"accuracy):\n\n{results_table}\n")
     if epochs_table:
         text += f"\n{epochs_table}\n\n![test accuracy against effective epochs](bench/results/{FIGURE})\n"
+    text += ("\nThe default rule (`experiments.training.sweeps.default_rule`: the best trial by its worst tuning "
+             "seed replaces the experiment's default only if the sweep ran at the experiment's budget and, on the "
+             "same held-out seeds, its worst seed beats the default's with a mean no lower by more than its SE):"
+             f"\n\n{rule_table(results)}\n")
     print(text)
     if args.write:
         shutil.copyfile(os.path.join(args.dir, FIGURE), os.path.join(os.path.dirname(__file__), "results", FIGURE))

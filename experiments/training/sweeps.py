@@ -20,9 +20,16 @@ Resuming. Running the same sweep again continues it: a trial that is COMPLETE is
 a trial that an interruption left RUNNING (a killed process) or FAIL (an exception, Ctrl-C) is
 marked failed and re-enqueued once with the same values and the same directory, so its runner runs
 resume from their last checkpoint instead of starting over (`retry_of` names the trial it replaces).
-`trials` may grow; the other settings must match the study's (`SweepConfig`), or the sweep is refused.
+`trials` and `heldout_seeds` may change (the held-out seeds do not define the trials: a resumed sweep
+may be reported on more seeds; each held-out run directory is reused, so the best trial must be the one
+those directories were run with, or the runner refuses them); the other settings must match the
+study's (`SweepConfig.identity`), or the sweep is refused.
 One process per sweep directory at a time. A trial whose run diverges (loss NaN/inf) is a finished
 trial with value 0 (user attribute `diverged`), not a failure.
+
+Defaults. `default_rule` states once how a sweep may change an experiment default (registry.py): its
+best trial, by the worst tuning seed, replaces the default only at the experiment's own budget and only
+if its worst held-out seed beats the default's on the same seeds.
 
 Optuna is an optional dependency (requirements.txt says why): the library and the runner do not
 import it; `optuna_module()` raises a clear error when it is missing.
@@ -44,10 +51,11 @@ from experiments.training import search_spaces
 from experiments.training.run import train_and_evaluate
 from experiments.training.session import TrainingDiverged
 
-__all__ = ["SweepConfig", "make_sampler", "optuna_module", "run_sweep", "seed_summary", "trial_config"]
+__all__ = ["SweepConfig", "default_rule", "make_sampler", "optuna_module", "run_sweep", "seed_summary", "trial_config"]
 
 STUDY_FILE = "study.db"
 SUMMARY_FILE = "sweep.json"
+RESUMABLE = ("trials", "heldout_seeds")  # SweepConfig fields a resumed sweep may change
 
 
 def optuna_module():
@@ -100,11 +108,11 @@ class SweepConfig:
             raise ValueError(f"run_overrides may not set {', '.join(fixed)}: the sweep sets them")
 
     def identity(self) -> dict[str, Any]:
-        """What must match for a sweep to resume (`trials` may differ)."""
+        """What must match for a sweep to resume (`trials` and `heldout_seeds` may differ)."""
         values = dataclasses.asdict(self)
-        values.pop("trials")
+        for name in RESUMABLE:
+            values.pop(name)
         values["tuning_seeds"] = list(self.tuning_seeds)
-        values["heldout_seeds"] = list(self.heldout_seeds)
         values["run_overrides"] = dict(self.run_overrides)
         values["search_space"] = [dataclasses.asdict(d) for d in search_spaces.search_space(self.optimizer)]
         return values
@@ -164,7 +172,9 @@ def _open_study(optuna, sweep: SweepConfig, path: str):
     stored = study.user_attrs.get("sweep")
     if stored is None:
         study.set_user_attr("sweep", identity)
-    elif stored != identity:
+        stored = identity
+    stored = {k: v for k, v in stored.items() if k not in RESUMABLE}  # studies that recorded them
+    if stored != identity:
         differences = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
         raise ValueError(f"{path} holds another sweep: {', '.join(f'{k} {stored.get(k)!r} != {identity.get(k)!r}' for k in differences)}; "
                          "use another directory")
@@ -204,7 +214,8 @@ def _write_summary(optuna, sweep: SweepConfig, path: str, study, heldout=None):
             for t in study.get_trials(deepcopy=False)]
     complete = [t for t in study.get_trials(deepcopy=False, states=(states.COMPLETE,))]
     best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
-    summary = dict(sweep=sweep.identity(), trials_requested=sweep.trials, trials=rows,
+    summary = dict(sweep=sweep.identity(), trials_requested=sweep.trials, heldout_seeds=list(sweep.heldout_seeds),
+                   trials=rows,
                    best=None if best is None else dict(number=best.number, params=best.params, value=best.value),
                    heldout=heldout)
     text = json.dumps(summary, indent=1, default=str) + "\n"
@@ -253,3 +264,48 @@ def run_sweep(sweep: SweepConfig, path: str, *, runner: Callable = train_and_eva
     log(f"best trial {best.number} on held-out seeds {list(sweep.heldout_seeds)}: mean {heldout['mean']:.4f} "
         f"+- {heldout['se']:.4f} (SE), worst {heldout['worst']:.4f}")
     return summary
+
+
+def default_rule(summary: Mapping[str, Any], *, experiment_epochs: int,
+                 default_heldout: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The rule that turns a sweep into an experiment default, weighing the worst seed.
+
+    The candidate is the sweep's best trial: the highest *worst* tuning-seed accuracy (the trial's
+    value). It replaces the experiment's default only if
+
+      1. the sweep ran at the experiment's budget (`epochs == experiment_epochs`): a configuration
+         tuned for a shorter run (its rate drop at half of it) is not evidence about the longer one;
+      2. the default was run on the same held-out seeds at that budget (`default_heldout`,
+         {seed: test accuracy}), and the candidate's worst held-out seed is higher than the
+         default's worst, with a mean no lower than the default's by more than the candidate's
+         standard error.
+
+    Args:
+      summary: a sweep's summary (`run_sweep`'s return, sweep.json) with its held-out results.
+      experiment_epochs: the experiment's default budget (`default_config().epochs`).
+      default_heldout: the default's final test accuracy per held-out seed at the sweep's budget, or None.
+
+    Returns:
+      dict(adopt: bool, params: the candidate's values, reason: one sentence).
+    """
+    held = summary.get("heldout")
+    if not held:
+        raise ValueError("the sweep has no held-out results: run it with heldout_seeds")
+    params = dict(held["params"])
+    epochs = summary["sweep"]["epochs"]
+    if epochs != experiment_epochs:
+        return dict(adopt=False, params=params,
+                    reason=f"kept: the sweep ran {epochs} effective epochs, the experiment runs {experiment_epochs}")
+    if default_heldout is None:
+        return dict(adopt=False, params=params, reason="kept: the default was not run on the held-out seeds at "
+                                                        "this budget, so nothing says the candidate is better")
+    seeds = sorted(held["test_accuracy"])
+    if sorted(default_heldout) != seeds:
+        raise ValueError(f"the default's held-out seeds {sorted(default_heldout)} are not the sweep's {seeds}")
+    default = seed_summary([default_heldout[s] for s in seeds])
+    better_worst = held["worst"] > default["worst"]
+    mean_holds = held["mean"] >= default["mean"] - held["se"]
+    adopt = bool(better_worst and mean_holds)
+    return dict(adopt=adopt, params=params,
+                reason=(f"{'adopted' if adopt else 'kept'}: worst held-out seed {held['worst']:.4f} vs the default's "
+                        f"{default['worst']:.4f}, mean {held['mean']:.4f} +- {held['se']:.4f} vs {default['mean']:.4f}"))
