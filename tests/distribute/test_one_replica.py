@@ -159,3 +159,17 @@ def test_graph_xla_and_steps_per_execution_agree_with_eager(make):
     for mode in (dict(), dict(jit_compile=True), dict(steps_per_execution=4)):
         for a, b in zip(reference, run(**mode)):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=str(mode))
+
+
+@pytest.mark.parametrize("make", [control_opt.ElasticSGD, lambda: control_opt.Parle(langevin_steps=2)],
+                         ids=["elastic_sgd", "parle"])
+def test_state_of_the_earlier_layout_is_refused_by_name(make):
+    # Layout 1 (before issue 17's state reduction: anchor, gradient and held_probe slots) had no "layout"
+    # entry; its state must not be read into the smaller layout slot by slot.
+    model = trained(make(), epochs=1)
+    store = {}
+    model.optimizer.save_own_variables(store)
+    assert int(store["layout"]) == 2
+    del store["layout"]
+    with pytest.raises(ValueError, match="layout 1.*layout 2.*compile=False"):
+        model.optimizer.load_own_variables(store)
