@@ -88,13 +88,14 @@ class Center:
         return distribute.read_components(self.slots)
 
     @staticmethod
-    def pull(distribution, controls, weights, centers, rho_of):
-        """The coupled controls `a_a + rho (x_a - xbar)`, one per variable, one value per replica.
+    def pull(distribution, controls, indices, weights, centers, rho_of):
+        """The coupled controls `a_a + rho (x_a - xbar)`, one per control, one value per replica.
 
-        `controls[i]`: the controls of variable i (one per replica); `weights[r][i]` (x_a),
-        `centers[r][i]`: per-replica reads; `rho_of(r, dtype)`: rho on replica r."""
+        `controls[k]`: the controls (one per replica) of the variable of index `indices[k]` among the
+        optimizer's variables (a step may update a subset: a frozen layer); `weights[r][i]` (x_a) and
+        `centers[r][i]`: per-replica reads of every variable; `rho_of(r, dtype)`: rho on replica r."""
         out = []
-        for i, control in enumerate(controls):
+        for i, control in zip(indices, controls):
             values = []
             for r, value in enumerate(distribution.experimental_local_results(control)):
                 with tf.device(value.device):

@@ -210,9 +210,11 @@ class ElasticSGD(anchored.MomentumOuterStep, ReplicaLocal, anchored.AnchoredOpti
         """Every tau steps one all-reduce moves the center; then `g_a + rho (x_a - xbar)`."""
         step = distribution.experimental_local_results(scalars.step)[0]
         center = self._center
+        # Every variable the optimizer was built on (a step may update a subset: a frozen layer).
+        weights = [_tensor_of(variable) for variable in self._trainable_variables]
 
         def sync():
-            mean = center.mean(distribution, variables)
+            mean = center.mean(distribution, weights)
             if self.center_moving_rate is not None:
                 rate = self.center_moving_rate * self.num_replicas
                 # A Python float times a tensor is converted in the tensor's dtype (no float32 rounding).
@@ -221,7 +223,8 @@ class ElasticSGD(anchored.MomentumOuterStep, ReplicaLocal, anchored.AnchoredOpti
 
         tf.cond(tf.equal(step % self.communication_period, 0), sync, lambda: None)
         rho = self._resolved_rho()
-        controls = center.pull(distribution, gradients, distribute.read_components(variables), center.read(),
+        indices = [self._get_variable_index(variable) for variable in variables]
+        controls = center.pull(distribution, gradients, indices, distribute.read_components(weights), center.read(),
                                lambda r, dtype: tf.constant(rho, dtype))
         for variable, control in zip(variables, controls):
             distribution.extended.update(variable, self._sgd_update, args=(control, learning_rate, scalars),

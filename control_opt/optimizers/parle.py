@@ -212,7 +212,8 @@ class Parle(anchored.MomentumOuterStep, ReplicaLocal, _LocalEntropyChain):
         self._center.assign(centers)
         rho = {dtype: distribution.experimental_local_results(values["rho"])
                for dtype, values in scalars.chain.items()}
-        return self._center.pull(distribution, controls, distribute.read_components(self._anchors), centers,
+        indices = [self._get_variable_index(variable) for variable in variables]
+        return self._center.pull(distribution, controls, indices, distribute.read_components(self._anchors), centers,
                                  lambda r, dtype: tf.cast(rho[tf.as_dtype(dtype).name][r], dtype))
 
     def get_config(self):
