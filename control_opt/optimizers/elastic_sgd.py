@@ -113,6 +113,15 @@ class ElasticSGD(anchored.MomentumOuterStep, ReplicaLocal, anchored.AnchoredOpti
     Keras' decoupled `weight_decay` is applied in the step itself, to the
     weights read before it (the center and the coupling see the undecayed
     `x_a`), with Keras' arithmetic `x - x wd eta`: equal to Keras' SGD.
+
+    Saved inside `fit` without `AnchorSwap` (each replica's weights in the
+    model, the file gets their mean), the optimizer's state stores each
+    replica's weights and loading puts them back: into the center slots as if
+    the center were in the model, or, with EASGD's moving center (whose slot
+    is state), straight into the model's variables. That relies on Keras
+    loading a model's layers before its optimizer, which it does for
+    Sequential and functional models (tested); a subclassed model whose layer
+    attributes sort after `optimizer` would get the file's mean instead.
     """
 
     def __init__(self, learning_rate=0.1, momentum=0.9, nesterov=True, rho=None, communication_period=1,
