@@ -16,7 +16,7 @@ from tests.support import processes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-RESULTS = ("replicas2", "replicas4", "options", "mirrored")
+RESULTS = ("replicas2", "replicas4", "options")
 
 
 @pytest.fixture(scope="session")

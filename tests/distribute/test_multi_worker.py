@@ -2,8 +2,7 @@
 
 Keras' `fit` fails under that strategy (keras-team/keras#20585), so the
 workers run a custom `strategy.run` loop (`multi_worker_script.py`); the same
-loop under MirroredStrategy on 2 logical CPUs is the reference (run in the
-process of `replica_checks.py`, the session fixture). Waits are bounded
+loop under MirroredStrategy on 2 logical CPUs is the reference. Waits are bounded
 by progress and every process group is killed on exit (tests/support/processes.py).
 """
 
@@ -23,18 +22,20 @@ ENV = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPAT
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, replica_checks):
+def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("multi_worker")
     ports = ",".join(map(str, free_ports(2)))
     with ProcessGroup() as group:  # always cleaned up, whatever happens
         workers = [group.start([sys.executable, SCRIPT, "worker", i, ports, out / f"worker{i}.json"], cwd=ROOT, env=ENV)
                    for i in range(2)]
-        logs = group.wait(workers)
+        reference = group.start([sys.executable, SCRIPT, "mirrored", out / "mirrored.json"], cwd=ROOT, env=ENV,
+                                merge_stderr=False)
+        *logs, _ = group.wait(workers + [reference])
+    assert "MULTI_WORKER_OK" in reference.stdout, reference.stdout[-2000:] + reference.stderr[-4000:]
     for log in logs:
         assert "MULTI_WORKER_OK" in log, log[-4000:]
     load = lambda name: json.loads((out / name).read_text())  # noqa: E731
-    # The reference, the same loop under MirroredStrategy on 2 logical CPUs, runs in replica_checks.py.
-    return [load("worker0.json"), load("worker1.json")], replica_checks["mirrored"]
+    return [load("worker0.json"), load("worker1.json")], load("mirrored.json")
 
 
 @pytest.mark.parametrize("method", ["elastic", "parle"])
