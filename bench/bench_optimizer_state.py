@@ -11,7 +11,9 @@ its elements times its dtype's size, on one replica (per-replica and mirrored
 variables alike hold one copy per device), divided by the model's parameter
 count; the model's own weights are not counted. Keras' SGD (momentum 0.9) and
 Adam are the baselines. Each model-sized buffer is 4 bytes per parameter; the
-listed buffers are the optimizer's slot names.
+listed buffers are the optimizer's slot names. ElasticSGD is also measured
+with EASGD's moving center and with `communication_period > 1` (the replicas'
+mean then keeps the last center in one more slot, `held_center`).
 """
 
 import argparse
@@ -43,6 +45,8 @@ OPTIMIZERS = {
     "EntropyAdam": (control_opt.EntropyAdam, False),
     "HopfLaxSGD": (control_opt.HopfLaxSGD, False),
     "ElasticSGD": (control_opt.ElasticSGD, True),
+    "ElasticSGD (center_moving_rate=0.45)": (lambda: control_opt.ElasticSGD(center_moving_rate=0.45), True),
+    "ElasticSGD (communication_period=4)": (lambda: control_opt.ElasticSGD(communication_period=4), True),
     "Parle": (control_opt.Parle, True),
 }
 

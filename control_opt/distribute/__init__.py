@@ -12,6 +12,7 @@ optimizer:
   replica_id()              this replica's index (0 without a strategy)
   local_devices(n)          n GPUs, else n logical CPU devices (configured if TF has not started)
   components(variable)      the per-device copies of a (distributed) variable
+  read_components(variables)  each replica's values of several variables, read on its device
   stack_components / assign_components   per-replica state <-> stacked `[n, ...]` arrays
   all_reduce_mean(...)      one batched all-reduce (per dtype) of per-replica tensors
   CountingReduction         a `ReductionToOneDevice` that counts what it reduces
@@ -28,8 +29,9 @@ written component by component (`components`), and saved stacked.
 
 from control_opt.distribute.reduction import CountingReduction, all_reduce_mean
 from control_opt.distribute.replicas import (assign_components, components, is_replica_local,
-                                             local_devices, per_replica_slots, replica_id, replica_local,
-                                             replica_statistics, stack_components)
+                                             local_devices, per_replica_slots, read_components, replica_id,
+                                             replica_local, replica_statistics, stack_components)
 
 __all__ = ["CountingReduction", "all_reduce_mean", "assign_components", "components", "is_replica_local",
-           "local_devices", "per_replica_slots", "replica_id", "replica_local", "stack_components"]
+           "local_devices", "per_replica_slots", "read_components", "replica_id", "replica_local",
+           "replica_statistics", "stack_components"]

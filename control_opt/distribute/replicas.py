@@ -186,6 +186,20 @@ def components(variable):
     return (variable,)
 
 
+def read_components(variables):
+    """`out[r][i]`: replica r's value of `variables[i]`, read on its device (in any context;
+    a read of a replica-local variable itself in cross-replica context gives the mean)."""
+    copies = [components(variable) for variable in variables]
+    out = []
+    for r in range(len(copies[0])):
+        row = []
+        for c in copies:
+            with tf.device(c[r].device):
+                row.append(tf.identity(c[r]))
+        out.append(row)
+    return out
+
+
 def stack_components(variable):
     """Numpy `[n, ...]`: the n replicas' values of `variable` (eager)."""
     return np.stack([np.asarray(copy.numpy()) for copy in components(variable)])

@@ -7,7 +7,9 @@
   entropy_sgd   `EntropySGD`, `EntropyAdam` (local entropy, an SGLD chain)
   hopf_lax_sgd  `HopfLaxSGD` (the proximal / Hopf-Lax control)
   callbacks     `AnchorSwap`
-  elastic_sgd   `ElasticSGD` (replica-local weights, elastic coupling; `ReplicaLocalCoupling`)
+  center        `Center`: the center of the replica-local optimizers and the coupling to it
+  replica_local `ReplicaLocal`: per-replica state, no gradient all-reduce, per-replica saving
+  elastic_sgd   `ElasticSGD` (replica-local weights, elastic coupling)
   parle         `Parle` (an Entropy-SGD chain per replica, coupled to a center)
 """
 

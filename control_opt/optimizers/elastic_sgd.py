@@ -24,8 +24,10 @@ replica steps on the gradient of its own shard's mean loss. Communication is
 exactly one all-reduce of the parameters (one per dtype, batched over the
 variables) every tau steps.
 
-This module also holds `ReplicaLocalCoupling`, the mix-in that turns an
-`AnchoredOptimizer` into a replica-local one (shared with `Parle`).
+The step is SGD's on the model's own variables: no anchor, probe or chain
+state (the `AnchoredOptimizer` core gives only the step's frame, the
+exchange with `AnchorSwap` and the end of `fit`); the center and the coupling
+are the composed `center.Center`, the per-replica state `replica_local`.
 
 References:
   S. Zhang, A. Choromanska, Y. LeCun. Deep learning with elastic averaging
@@ -34,345 +36,21 @@ References:
 
 from __future__ import annotations
 
-import sys
-import warnings
-import weakref
-
 import keras
-import numpy as np
 import tensorflow as tf
 
 from control_opt import distribute
-from control_opt.distribute.reduction import _regroup
-from control_opt.distribute.replicas import _in_a_strategy
 from control_opt._internal import checks
 from control_opt.optimizers import anchored
+from control_opt.optimizers.center import check_rho
+from control_opt.optimizers.replica_local import ReplicaLocal
 from control_opt.optimizers.swap import _tensor_of
 
-__all__ = ["ElasticSGD", "ReplicaLocalCoupling"]
-
-# Salt of the replicas' noise streams (the dtype streams use anchored's, another odd constant).
-_REPLICA_SALT = 0x85EBCA77
-
-
-def _check_rho(rho):
-    return None if rho is None else checks.check_non_negative("rho", rho)
-
-
-class ReplicaLocalCoupling:
-    """Mix-in (placed before the `AnchoredOptimizer` subclass): per-replica
-    state, no gradient all-reduce, a coupling control merged across replicas.
-
-    * Slots: every optimizer slot (anchor `x_a`, chain, outer momentum, the
-      probe held while the center is in the model) is replica-local; the
-      center `xbar`, `iterations`, `anchor_in_model` and the count of
-      communications (`syncs`) are mirrored.
-    * Phase 1 (`_chain_phase`): each replica steps its own chain on its own
-      gradient (times n, before clipping, `_own_gradients`: Keras scales each
-      replica's loss by 1/n).
-    * Phase 2 (`_merge_controls`, subclass): one all-reduce, then the control
-      `a_a + rho (x_a - xbar)`, replica by replica.
-    * What the model holds: during training each replica's probe (a read
-      outside the replicas, e.g. `model.get_weights()`, gives their mean);
-      swapped in (`AnchorSwap`, end of `fit`, `finalize_variable_values`): the
-      center `xbar` (`_report`) on every replica, so evaluation, predict and
-      save see it; each replica's probe waits in a `held_probe` slot.
-    * Batch-norm statistics (`distribute.replica_statistics`): averaged in the
-      all-reduce of every communication and when the center is swapped in.
-    * `mixed_float16`: finiteness checked on every replica (one scalar
-      all-reduce), an overflow anywhere skips the step everywhere.
-    * Saving: the per-replica slots are stored stacked `[n, ...]`
-      (`save_own_variables`); loading into another number of replicas raises.
-    """
-
-    @property
-    def num_replicas(self):
-        return self._distribution_strategy.num_replicas_in_sync
-
-    def _resolved_rho(self):
-        """`rho`, or the Parle authors' `0.01 L n` when it is None."""
-        if self.rho is None:
-            return 0.01 * self._inner_steps * self.num_replicas
-        return self.rho
-
-    # ---------------------------------------------------------------- state
-    def _build_slots(self, var_list):
-        strategy = self._distribution_strategy
-        local = [v.path for v in var_list if distribute.is_replica_local(v)]
-        if local and not _in_a_strategy(strategy):
-            raise ValueError(
-                f"{type(self).__name__} was created outside the strategy that holds the model's replica-local "
-                f"weights ({local[0]}{', ...' if len(local) > 1 else ''}): create the optimizer, and compile the "
-                "model, inside `with control_opt.replica_local(strategy):`, the scope the model was built in.")
-        if _in_a_strategy(strategy):
-            mirrored = [v.path for v in var_list if not distribute.is_replica_local(v)]
-            if mirrored:
-                raise ValueError(
-                    f"{type(self).__name__} gives each replica its own weights, but the model's variables "
-                    f"{mirrored[:3]}{'...' if len(mirrored) > 3 else ''} are mirrored copies. Build and "
-                    "compile the model under `with control_opt.replica_local(strategy):` (it also enters "
-                    "`strategy.scope()`).")
-        self._check_replicas()
-        self._find_loss_scale_owner()
-        before = len(self.variables)
-        with distribute.per_replica_slots(strategy):
-            super()._build_slots(var_list)
-            self._held_probes = self.add_copies(var_list, "held_probe")
-        self._per_replica_indices = frozenset(
-            i for i, v in enumerate(self.variables) if i >= before and v.aggregation == "none")
-        self._centers = self.add_copies(var_list, "center")
-        # Not a tracked attribute (the variables are the model's, not the optimizer's state).
-        object.__setattr__(self, "_statistics", distribute.replica_statistics(strategy, var_list))
-        self._syncs = self.add_variable(shape=(), initializer="zeros", dtype="int64",
-                                        aggregation="only_first_replica", name="syncs")
-
-    def _check_replicas(self):
-        """Hook: raise for hyper-parameters that the number of replicas makes invalid."""
-
-    @property
-    def centers(self):
-        """The center variables `xbar` (mirrored), in the order of the trainable variables."""
-        return list(self._centers)
-
-    @property
-    def syncs(self):
-        """Number of communications (all-reduces of the parameters) so far."""
-        return int(self._syncs.numpy()) if self.built else 0
-
-    # ------------------------------------------------------- mixed precision
-    def _find_loss_scale_owner(self):
-        """Keras' `LossScaleOptimizer` (what `compile` wraps the optimizer in under `mixed_float16`)
-        builds the optimizer it wraps from its own `build`: recorded here (a weak reference, found
-        among the callers' frames; Keras gives the wrapped optimizer no link to its wrapper), so
-        that an overflow on any replica can skip the step and lower the wrapper's scale."""
-        frame = sys._getframe(1)
-        for _ in range(6):
-            if frame is None:
-                return
-            owner = frame.f_locals.get("self")
-            if isinstance(owner, keras.optimizers.LossScaleOptimizer) and \
-                    getattr(owner, "inner_optimizer", None) is self:
-                object.__setattr__(self, "_loss_scale_owner", weakref.ref(owner))
-                return
-            frame = frame.f_back
-
-    def _backend_apply_gradients(self, grads, trainable_variables):
-        """Under a `LossScaleOptimizer` with several replicas: finiteness checked on every replica
-        (one scalar all-reduce). Keras' wrapper looks at replica 0's gradients only (under data
-        parallelism they are all the same sum); here each replica steps on its own, so an
-        overflow on any replica skips the step on all of them and halves the loss scale, as
-        Keras does for an overflow: no weight moves, `iterations` does not advance, the
-        wrapper's counter restarts."""
-        ref = self.__dict__.get("_loss_scale_owner")
-        owner = ref() if ref is not None else None
-        if owner is None or self.num_replicas == 1:
-            return super()._backend_apply_gradients(grads, trainable_variables)
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None])
-        context = tf.distribute.get_replica_context()
-        overflows = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
-        step = super()._backend_apply_gradients
-
-        def merged(distribution, overflows, grads, trainable_variables):
-            def apply():
-                distribution.extended.call_for_each_replica(step, args=(grads, trainable_variables))
-
-            def skip():
-                # Keras adds 1 to both after this call (the wrapper's counter, `apply`'s
-                # iterations): the net effect is the wrapper's own skip.
-                owner.step_counter.assign(-1)
-                owner.dynamic_scale.assign(owner.dynamic_scale * 0.5)
-                self.iterations.assign_sub(1)
-
-            tf.cond(tf.equal(distribution.experimental_local_results(overflows)[0], 0.0), apply, skip)
-
-        context.merge_call(merged, args=(overflows, grads, trainable_variables))
-
-    # ---------------------------------------------------------- phase 1
-    def _own_gradients(self, grads):
-        """Keras divides each replica's loss by n: undone here, before Keras'
-        clipping, so that `clipnorm` / `clipvalue` / `global_clipnorm` act on
-        the gradient of the replica's own shard at the threshold asked."""
-        n = self.num_replicas
-        if n == 1:
-            return grads
-        return [None if g is None else tf.convert_to_tensor(g) * tf.cast(n, g.dtype) for g in grads]
-
-    def _chain_phase(self, grads_and_vars, scalars):
-        """Replica context: each replica's own chain step on its own gradient
-        (`_own_gradients`); no all-reduce."""
-        for gradient, variable in grads_and_vars:
-            if gradient is None:
-                continue
-            self._chain_update(variable, tf.convert_to_tensor(gradient), scalars)
-
-    def _noise_offset(self):
-        """The noise is keyed by replica as well: replica 0 draws the stream of
-        `AnchoredOptimizer.draw_step_noise`, replica r adds `r * salt`."""
-        return tf.cast(distribute.replica_id(), tf.int64) * _REPLICA_SALT
-
-    # ---------------------------------------------------------- phase 2 helpers
-    def _per_replica_reads(self, slots):
-        """`out[r][i]`: replica r's value of `slots[i]` (cross-replica context)."""
-        copies = [distribute.components(_tensor_of(slot)) for slot in slots]
-        out = []
-        for r in range(len(copies[0])):
-            row = []
-            for c in copies:
-                with tf.device(c[r].device):
-                    row.append(tf.identity(c[r]))
-            out.append(row)
-        return out
-
-    def _all_reduce_with_statistics(self, distribution, slots):
-        """`out[r][i]`: the mean over replicas of `slots[i]` (cross-replica context). The model's
-        statistics (`distribute.replica_statistics`: batch-norm moving mean and variance) travel
-        in the same all-reduce and every replica's copy is set to their mean: the statistics
-        are defined at the center, not by one replica."""
-        statistics = list(getattr(self, "_statistics", ()))
-        if not statistics or self.num_replicas == 1:
-            return distribute.all_reduce_mean(distribution, self._per_replica_reads(slots)) if slots else None
-        k = len(slots)
-        mean = distribute.all_reduce_mean(distribution, self._per_replica_reads(list(slots) + statistics))
-        for i, variable in enumerate(statistics):
-            for r, copy in enumerate(distribute.components(variable)):
-                with tf.device(copy.device):
-                    copy.assign(mean[r][k + i])
-        return [row[:k] for row in mean]
-
-    def _assign_centers(self, values):
-        """Center copy r of variable i <- `values[r][i]`; counts one communication."""
-        for i, center in enumerate(self._centers):
-            for r, copy in enumerate(distribute.components(_tensor_of(center))):
-                with tf.device(copy.device):
-                    copy.assign(values[r][i])
-        self._syncs.assign_add(1)
-
-    def _coupled_controls(self, distribution, controls, centers, rho_of):
-        """`a_a + rho (x_a - xbar)` per variable, one value per replica.
-
-        `controls[i]`: the chain's controls (one per replica); `centers[r][i]`;
-        `rho_of(r, dtype)`: rho on replica r."""
-        anchors = self._per_replica_reads(self._anchors)
-        out = []
-        for i, control in enumerate(controls):
-            local = distribution.experimental_local_results(control)
-            values = []
-            for r, value in enumerate(local):
-                with tf.device(value.device):
-                    values.append(value + rho_of(r, value.dtype) * (anchors[r][i] - centers[r][i]))
-            out.append(_regroup(values))
-        return out
-
-    # -------------------------------------------------------- what the model holds
-    def _report(self, distribution):
-        """`out[r][i]`: what the model holds on replica r when the center is
-        swapped in: `mean_a x_a` (one all-reduce, outside the training step, which also
-        averages the model's statistics)."""
-        return self._all_reduce_with_statistics(distribution, self._anchors)
-
-    def _put_probe_back(self, variable):
-        self.assign(variable, self._held_probes[self._get_variable_index(variable)])
-
-    def _release(self, variable):
-        super()._release(variable)
-        self.assign(self._held_probes[self._get_variable_index(variable)], tf.identity(variable))
-
-    def _release_copies(self, index):
-        """`_release` replica by replica (cross-replica context)."""
-        variable = _tensor_of(self._trainable_variables[index])
-        slots = [self._anchors[index], self._held_probes[index]]
-        for r, copy in enumerate(distribute.components(variable)):
-            with tf.device(copy.device):
-                value = tf.identity(copy)
-                for slot in slots:
-                    distribute.components(_tensor_of(slot))[r].assign(value)
-                for slot, reset in zip(self._chain_slots(index), self._chain_reset(value)):
-                    if slot is not None:
-                        distribute.components(_tensor_of(slot))[r].assign(reset)
-
-    def _exchange_anchor_and_probe(self, var_list=None):
-        """Center in (the probes go to `held_probe`) or probes back, per replica."""
-        chosen = self._chosen_indices(var_list)
-        to_center = not self.anchor_in_model
-        if getattr(self, "_exchange_fns", None) is None:
-            object.__setattr__(self, "_exchange_fns", {})
-        key = (chosen, to_center)
-        if key not in self._exchange_fns:
-            def exchange():
-                distribution = tf.distribute.get_strategy()
-                report = self._report(distribution) if to_center else None
-                for index, (variable, held) in enumerate(zip(self._trainable_variables, self._held_probes)):
-                    if index not in chosen:
-                        self._release_copies(index)
-                        continue
-                    pairs = zip(distribute.components(_tensor_of(variable)), distribute.components(_tensor_of(held)))
-                    for r, (copy, held_copy) in enumerate(pairs):
-                        with tf.device(copy.device):
-                            if to_center:
-                                held_copy.assign(tf.identity(copy))
-                                copy.assign(report[r][index])
-                            else:
-                                copy.assign(tf.identity(held_copy))
-            self._exchange_fns[key] = tf.function(exchange)
-        with self._distribution_strategy.scope():
-            self._exchange_fns[key]()
-
-    # ---------------------------------------------------------------- saving
-    def save_own_variables(self, store):
-        """Per-replica slots stacked `[n, ...]` (a plain read would give their mean).
-
-        Saved mid-epoch with the probes in the model (a checkpoint callback
-        without `AnchorSwap`), the model's file gets their mean: the replicas'
-        own probes are stored here too, and loading puts them in `held_probe`
-        with `anchor_in_model` set, so the next step swaps them back exactly.
-        Not built yet (e.g. `pickle.dumps` of a new optimizer): Keras' layout."""
-        if not self.built:
-            return super().save_own_variables(store)
-        for i, variable in enumerate(self.variables):
-            store[str(i)] = (distribute.stack_components(variable) if i in self._per_replica_indices
-                             else variable.numpy())
-        store["replicas"] = np.asarray(self.num_replicas, dtype="int64")
-        if not self.anchor_in_model:
-            for j, variable in enumerate(self._trainable_variables):
-                store[f"probe_{j}"] = distribute.stack_components(variable)
-
-    def load_own_variables(self, store):
-        if not self.built:
-            if "replicas" not in store:  # written before it was built (Keras' layout): nothing per replica
-                return super().load_own_variables(store)
-            warnings.warn(f"{type(self).__name__}: not built, the saved state was not loaded.", stacklevel=2)
-            return
-        if "replicas" not in store:
-            raise ValueError(f"the saved optimizer state was not written by {type(self).__name__} "
-                             "(no per-replica layout); it cannot be loaded.")
-        saved = int(np.asarray(store["replicas"]))
-        if saved != self.num_replicas:
-            raise ValueError(
-                f"{type(self).__name__}: the saved state holds {saved} replicas' weights, but the "
-                f"strategy now has {self.num_replicas} replica(s). To resume training, load under "
-                f"`with control_opt.replica_local(strategy):` with a strategy of {saved} replicas; to use the "
-                "model (its weights are the center), pass `compile=False` to `keras.models.load_model`.")
-        probes = "probe_0" in store
-        expected = len(self.variables) + 1 + (len(self._trainable_variables) if probes else 0)
-        if len(store.keys()) != expected:
-            raise ValueError(f"{type(self).__name__}: the saved state has {len(store.keys())} entries, "
-                             f"this optimizer expects {expected}.")
-        for i, variable in enumerate(self.variables):
-            if i in self._per_replica_indices:
-                distribute.assign_components(variable, store[str(i)])
-            else:
-                variable.assign(store[str(i)])
-        if probes:
-            for j, held in enumerate(self._held_probes):
-                distribute.assign_components(held, store[f"probe_{j}"])
-            self._anchor_in_model.assign(1)
-
-    def _coupling_config(self):
-        return {"rho": self.rho}
+__all__ = ["ElasticSGD"]
 
 
 @keras.saving.register_keras_serializable(package="control_opt")
-class ElasticSGD(anchored.MomentumOuterStep, ReplicaLocalCoupling, anchored.AnchoredOptimizer):
+class ElasticSGD(anchored.MomentumOuterStep, ReplicaLocal, anchored.AnchoredOptimizer):
     """Elastic-SGD / EASGD: each replica's own weights, pulled toward a center.
 
     Usage (plain Keras; the strategy's ordinary input distribution, each
@@ -414,28 +92,43 @@ class ElasticSGD(anchored.MomentumOuterStep, ReplicaLocalCoupling, anchored.Anch
     decoupled `weight_decay` as in Keras' SGD (tested on 2 replicas against
     Keras' SGD on each shard).
 
-    State per replica (BENCHMARKS.md, "Optimizer state per parameter"): the
-    momentum, the center, and three more model-sized buffers than EASGD needs:
-    the anchor slot (equal to the weights between steps), the last gradient
-    (the chain statistic of the shared anchored core, read at the merge), and
-    `held_probe` (x_a while the center is in the model). They come from the
-    anchored core's anchor / probe layout; not yet reduced.
+    State per replica (BENCHMARKS.md, "Optimizer state per parameter"): what
+    EASGD holds, the weights (the model's own variables), the momentum and the
+    center, and no more, except with the replicas' mean
+    (`center_moving_rate=None`) and `communication_period > 1`: one more
+    model-sized slot, `held_center`, keeps the last center while the center
+    is in the model (between communications the elastic force reads it; at
+    that moment the center slot holds the replica's weights and the model the
+    current mean). `anchors` are the weights themselves: the model's
+    variables during training, the center slots while the center is in the
+    model (they hold x_a then).
 
     What the model holds: during `fit`, replica a's `x_a` (`get_weights()`
     returns their mean); after `fit`, and at epoch ends with `AnchorSwap`,
     the center on every replica: `mean_a x_a` (`center_moving_rate=None`) or
-    the EASGD center variable. `centers` are the `xbar` of the last
-    communication; `syncs` counts communications.
-    """
+    the EASGD center variable. `centers` are where the center is: the center
+    slots (the `xbar` of the last communication) during training, the model's
+    variables while the center is in them; `syncs` counts communications.
 
-    _L2_ON_CONTROL = False  # the control already holds the L2-carrying gradient
-    _OUTER_FROM_PROBE = True  # x_a is both; Keras' decoupled weight decay has acted on the model's copy
+    Keras' decoupled `weight_decay` is applied in the step itself, to the
+    weights read before it (the center and the coupling see the undecayed
+    `x_a`), with Keras' arithmetic `x - x wd eta`: equal to Keras' SGD.
+
+    Saved inside `fit` without `AnchorSwap` (each replica's weights in the
+    model, the file gets their mean), the optimizer's state stores each
+    replica's weights and loading puts them back: into the center slots as if
+    the center were in the model, or, with EASGD's moving center (whose slot
+    is state), straight into the model's variables. That relies on Keras
+    loading a model's layers before its optimizer, which it does for
+    Sequential and functional models (tested); a subclassed model whose layer
+    attributes sort after `optimizer` would get the file's mean instead.
+    """
 
     def __init__(self, learning_rate=0.1, momentum=0.9, nesterov=True, rho=None, communication_period=1,
                  center_moving_rate=None, l2=0.0, seed=None, name="elastic_sgd", **kwargs):
         super().__init__(learning_rate, inner_steps=1, l2=l2, seed=seed, name=name, **kwargs)
         self._init_outer(momentum, nesterov)
-        self.rho = _check_rho(rho)
+        self.rho = check_rho(rho)
         self.communication_period = checks.check_int("communication_period", communication_period)
         if center_moving_rate is not None:
             center_moving_rate = checks.check_positive("center_moving_rate", center_moving_rate)
@@ -452,45 +145,111 @@ class ElasticSGD(anchored.MomentumOuterStep, ReplicaLocalCoupling, anchored.Anch
                 f"would overshoot the replicas' mean (EASGD needs n alpha <= 1); use at most "
                 f"{1 / self.num_replicas:g}.")
 
-    # chain: the last gradient is the statistic; the probe does not move
-    def _build_chain(self, var_list):
-        self._gradients = self.add_optimizer_variables(var_list, "gradient")
+    # ---------------------------------------------------------------- state
+    def _keeps_last_center(self):
+        return self.center_moving_rate is None and self.communication_period > 1
 
-    def _chain_slots(self, index):
-        return (self._gradients[index],)
+    def _build_own_slots(self, var_list):
+        # Keras' own (iterations, ...), the flag of what the model holds, the momentum: no anchor,
+        # no chain, no noise (the center is added by `ReplicaLocal`).
+        keras.optimizers.Optimizer.build(self, var_list)
+        self._anchor_in_model = self.add_variable(
+            shape=(), initializer="zeros", dtype="int32", aggregation="only_first_replica",
+            name="anchor_in_model")
+        self._build_outer(var_list)
 
-    def _chain_step(self, index, gradient, probe, anchor, slots, scalars):
-        return probe, (gradient,)
+    @property
+    def anchors(self):
+        """The weights `x_a`: the model's variables, or the center slots while the center is in
+        the model (`anchor_in_model`; the slots hold each replica's weights then)."""
+        if self.anchor_in_model:
+            return list(self._center.slots)
+        return list(self._trainable_variables)
 
-    def _chain_reset(self, anchor):
-        return (tf.zeros_like(anchor),)
-
-    def _control(self, anchor, statistics):
-        return statistics[0]
-
-    def _merge_controls(self, distribution, variables, controls, scalars):
-        """Every tau steps one all-reduce moves the center; then `g_a + rho (x_a - xbar)`."""
-        step = distribution.experimental_local_results(scalars.step)[0]
-
-        def sync():
-            mean = self._all_reduce_with_statistics(distribution, self._anchors)
-            if self.center_moving_rate is not None:
-                rate = self.center_moving_rate * self.num_replicas
-                old = self._per_replica_reads(self._centers)
-                # A Python float times a tensor is converted in the tensor's dtype (no float32 rounding).
-                mean = [[c + rate * (m - c) for c, m in zip(cs, ms)] for cs, ms in zip(old, mean)]
-            self._assign_centers(mean)
-
-        tf.cond(tf.equal(step % self.communication_period, 0), sync, lambda: None)
-        rho = self._resolved_rho()
-        return self._coupled_controls(distribution, controls, self._per_replica_reads(self._centers),
-                                      lambda r, dtype: tf.constant(rho, dtype))
+    def _collapsed_slots(self, index, value):
+        return []  # only the center slot (`ReplicaLocal._release`)
 
     def _report(self, distribution):
         if self.center_moving_rate is not None:
-            self._all_reduce_with_statistics(distribution, [])
-            return self._per_replica_reads(self._centers)
-        return super()._report(distribution)
+            self._center.mean(distribution, [])  # the statistics only
+            return self._center.read()
+        return self._center.mean(distribution, self._trainable_variables)
+
+    def _load_own_weights(self, stacked):
+        """EASGD's moving center is state that the slot cannot give up: the replicas' weights go
+        straight into the model's variables (Keras loads a Sequential or functional model's
+        layers before its optimizer, so they are not overwritten by the file's mean)."""
+        if self.center_moving_rate is None:
+            return super()._load_own_weights(stacked)
+        for variable, values in zip(self._trainable_variables, stacked):
+            distribute.assign_components(variable, values)
+
+    # ----------------------------------------------------------------- the step
+    def _apply_weight_decay(self, variables):
+        """Applied in the step (`_decayed`), after the center and the coupling have read x_a."""
+
+    def _decayed(self, variable):
+        """The variable's value after Keras' decoupled weight decay, in Keras' arithmetic."""
+        value = tf.convert_to_tensor(variable)
+        if self.weight_decay is not None and self._use_weight_decay(variable):
+            value = value - value * tf.cast(self.weight_decay, variable.dtype) * tf.cast(self.learning_rate,
+                                                                                          variable.dtype)
+        return value
+
+    def _gradient(self, gradient, variable):
+        """Dense, in the variable's dtype, with the coupled L2 term (at the decayed weights)."""
+        gradient = tf.convert_to_tensor(gradient)
+        if gradient.dtype != variable.dtype:
+            gradient = tf.cast(gradient, variable.dtype)
+        if self.l2:
+            gradient = gradient + self.l2 * self._decayed(variable)
+        return gradient
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate, scalars=None):
+        """Replica context: each replica's own gradient; then one merge: the communication if
+        due, the coupled control, the momentum step on every replica's weights."""
+        if scalars is None:
+            scalars = self._step_scalars(trainable_variables)
+        variables = [_tensor_of(variable) for variable in trainable_variables]
+        gradients = [self._gradient(g, v) for g, v in zip(grads, variables)]
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            self._merged_step, self._distribution_strategy, variables, gradients, learning_rate, scalars)
+
+    def _merged_step(self, distribution, variables, gradients, learning_rate, scalars):
+        """Every tau steps one all-reduce moves the center; then `g_a + rho (x_a - xbar)`."""
+        step = distribution.experimental_local_results(scalars.step)[0]
+        center = self._center
+        # Every variable the optimizer was built on (a step may update a subset: a frozen layer).
+        weights = [_tensor_of(variable) for variable in self._trainable_variables]
+
+        def sync():
+            mean = center.mean(distribution, weights)
+            if self.center_moving_rate is not None:
+                rate = self.center_moving_rate * self.num_replicas
+                # A Python float times a tensor is converted in the tensor's dtype (no float32 rounding).
+                mean = [[c + rate * (m - c) for c, m in zip(cs, ms)] for cs, ms in zip(center.read(), mean)]
+            center.assign(mean)
+
+        tf.cond(tf.equal(step % self.communication_period, 0), sync, lambda: None)
+        rho = self._resolved_rho()
+        indices = [self._get_variable_index(variable) for variable in variables]
+        controls = center.pull(distribution, gradients, indices, distribute.read_components(weights), center.read(),
+                               lambda r, dtype: tf.constant(rho, dtype))
+        for variable, control in zip(variables, controls):
+            distribution.extended.update(variable, self._sgd_update, args=(control, learning_rate, scalars),
+                                         group=False)
+
+    def _sgd_update(self, variable, control, learning_rate, scalars):
+        """`x_a <- decayed(x_a) - eta momentum(control)`, on one replica's copy."""
+        direction = self._outer_direction(self._get_variable_index(variable), control, scalars.outer + 1)
+        self.assign(variable, self._decayed(variable) - tf.cast(learning_rate, variable.dtype) * direction)
+
+    def update_step(self, gradient, variable, learning_rate):
+        """Keras' per-variable entry point, for callers outside `apply`: one replica's step
+        with no communication (one replica: the center is x, the coupling vanishes)."""
+        scalars = self._step_scalars([variable])
+        self._step_cond(scalars.anchor_in_model, lambda: self._put_probe_back(variable))
+        self._sgd_update(variable, self._gradient(gradient, variable), learning_rate, scalars)
 
     def get_config(self):
         config = super().get_config()

@@ -50,8 +50,9 @@ from control_opt._internal import checks
 from control_opt.formulas import local_entropy
 from control_opt.formulas import momentum as momentum_lib
 from control_opt.optimizers import anchored
-from control_opt.optimizers.elastic_sgd import ReplicaLocalCoupling, _check_rho
+from control_opt.optimizers.center import check_rho
 from control_opt.optimizers.entropy_sgd import _LocalEntropyChain
+from control_opt.optimizers.replica_local import ReplicaLocal
 from control_opt.optimizers.swap import _tensor_of
 
 __all__ = ["Parle"]
@@ -60,7 +61,7 @@ _REFERENCES = ("means", "weights")
 
 
 @keras.saving.register_keras_serializable(package="control_opt")
-class Parle(anchored.MomentumOuterStep, ReplicaLocalCoupling, _LocalEntropyChain):
+class Parle(anchored.MomentumOuterStep, ReplicaLocal, _LocalEntropyChain):
     """Parle: an Entropy-SGD chain per replica, one all-reduce per outer step.
 
     Usage: as `ElasticSGD` (build and compile under
@@ -125,7 +126,15 @@ class Parle(anchored.MomentumOuterStep, ReplicaLocalCoupling, _LocalEntropyChain
     What the model holds: as `ElasticSGD`: each replica's probe during
     `fit` (`get_weights()` is their mean), `mean_a x_a` on every replica
     after `fit` / at epoch ends with `AnchorSwap` (the code's validation
-    weights). `centers` hold the `xbar` of the last outer step.
+    weights). `centers` hold the `xbar` of the last outer step during
+    training, and are the model's variables while the center is in them.
+
+    State per replica: Entropy-SGD's (anchor, mean, Langevin velocity, outer
+    velocity) plus the center. The center slot is written at each outer step
+    and read by no update, so while the center is in the model it holds the
+    replica's probe (no further slot); when the probe goes back, the slot
+    holds the center that was reported (`mean_a x_a`) until the next outer
+    step.
     """
 
     def __init__(self, learning_rate=0.1, momentum=0.9, nesterov=True, langevin_steps=25,
@@ -139,7 +148,7 @@ class Parle(anchored.MomentumOuterStep, ReplicaLocalCoupling, _LocalEntropyChain
                              f"got a callable {gamma!r}.")
         self._init_chain(langevin_steps, langevin_learning_rate, langevin_momentum, langevin_nesterov,
                          gamma, scoping, noise, mean_decay)
-        self.rho = _check_rho(rho)
+        self.rho = check_rho(rho)
         self.gamma_max = checks.check_non_negative("gamma_max", gamma_max)
         self.rho_max = checks.check_non_negative("rho_max", rho_max)
         if reference not in _REFERENCES:
@@ -199,12 +208,13 @@ class Parle(anchored.MomentumOuterStep, ReplicaLocalCoupling, _LocalEntropyChain
     def _merge_controls(self, distribution, variables, controls, scalars):
         """One all-reduce: `xbar = mean_b mu_b` (or `x_b`); then `(x_a - mu_a) + rho_k (x_a - xbar)`."""
         slots = self._means if self.reference == "means" else self._anchors
-        centers = self._all_reduce_with_statistics(distribution, slots)
-        self._assign_centers(centers)
+        centers = self._center.mean(distribution, slots)
+        self._center.assign(centers)
         rho = {dtype: distribution.experimental_local_results(values["rho"])
                for dtype, values in scalars.chain.items()}
-        return self._coupled_controls(distribution, controls, centers,
-                                      lambda r, dtype: tf.cast(rho[tf.as_dtype(dtype).name][r], dtype))
+        indices = [self._get_variable_index(variable) for variable in variables]
+        return self._center.pull(distribution, controls, indices, distribute.read_components(self._anchors), centers,
+                                 lambda r, dtype: tf.cast(rho[tf.as_dtype(dtype).name][r], dtype))
 
     def get_config(self):
         config = super().get_config()

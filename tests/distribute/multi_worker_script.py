@@ -28,8 +28,11 @@ import tensorflow as tf  # noqa: E402
 if MODE == "worker":
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
 else:
-    tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
-                                               [tf.config.LogicalDeviceConfiguration()] * 2)
+    try:
+        tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                                   [tf.config.LogicalDeviceConfiguration()] * 2)
+    except RuntimeError:  # already configured (replica_checks.py: 4 logical CPUs; this uses the first 2)
+        pass
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 import keras  # noqa: E402

@@ -6,6 +6,7 @@ authors' code (`parle_code.py`), and Keras' options on the replica-local
 optimizers. Writes what it measured to JSON.
 """
 
+import contextlib
 import copy
 import json
 import os
@@ -19,8 +20,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 N = 2
-tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
-                                           [tf.config.LogicalDeviceConfiguration()] * N)
+try:
+    tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                               [tf.config.LogicalDeviceConfiguration()] * N)
+except RuntimeError:  # already configured (replica_checks.py: 4 logical CPUs; this uses the first N)
+    pass
 
 import keras  # noqa: E402
 
@@ -28,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import control_opt  # noqa: E402
 from control_opt import distribute  # noqa: E402
 from control_opt.optimizers.callbacks import find_anchored_optimizer  # noqa: E402
-from tests.distribute import parle_code  # noqa: E402
+from tests.distribute import parle_code, shard_runs  # noqa: E402
 
 STRATEGY = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(N)])
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
@@ -108,15 +112,12 @@ def per_shard_keras(make_keras, x, y, init):
     """`[n][tensor]`: Keras' optimizer run on each replica's shard alone, from `init`, no strategy."""
     out = []
     for a in range(N):
-        rows = np.concatenate([np.arange(s * SHARD * N + a * SHARD, s * SHARD * N + (a + 1) * SHARD)
-                               for s in range(len(x) // (SHARD * N))])
+        rows = shard_runs.shard_rows(len(x), SHARD, N, a)
         model = keras.Sequential([keras.Input((6,), dtype="float64"),
                                   keras.layers.Dense(8, activation="tanh", dtype="float64"),
                                   keras.layers.Dense(2, dtype="float64")])
         model.set_weights(init)
-        model.compile(optimizer=make_keras(), loss=LOSS, jit_compile=False)
-        model.fit(x[rows], y[rows], batch_size=SHARD, epochs=1, verbose=0, shuffle=False)
-        out.append(model.get_weights())
+        out.append(shard_runs.train_eagerly(model, make_keras(), LOSS, x[rows], y[rows], SHARD).get_weights())
     return out
 
 
@@ -275,6 +276,84 @@ TABLE = {
                                                     weight_decay=0.01, authors_code=True),
     "keras_sgd": lambda: keras.optimizers.SGD(learning_rate=schedule, momentum=0.9, clipnorm=1.0, weight_decay=0.01)}
 results["table"] = {name: table_row(name, make) for name, make in TABLE.items()}
+
+
+# 7. float64, mixed_float16 and sparse gradients on 2 replicas, every optimizer. The model starts with
+# an Embedding (its gradient is `tf.IndexedSlices`); one run per optimizer and policy (float64 or
+# mixed_float16), checked against what it reduces to on one device: for the data-parallel optimizers
+# the same global batches; for Elastic-SGD and Parle (rho = 0, no noise) each replica's own shard,
+# the same optimizer. The one-device references run eagerly (no tracing; the same arithmetic).
+def precision_row(name, make, policy):
+    replica_local = name in ("elastic_sgd", "parle")
+    rng = np.random.default_rng(5)
+    steps = 4
+    tokens = rng.integers(0, 10, size=(steps * SHARD * N, 3)).astype("int32")
+    y = (tokens.sum(1) % 2).astype("int32")
+    dtype = "float64" if policy == "float64" else None  # None: the policy's
+
+    def model_of(scope, **compile_kwargs):
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            with scope:
+                keras.utils.set_random_seed(0)
+                model = keras.Sequential([keras.Input((3,), dtype="int32"), keras.layers.Embedding(10, 4, dtype=dtype),
+                                          keras.layers.Flatten(dtype=dtype), keras.layers.Dense(2, dtype="float64"
+                                                                                              if dtype else "float32")])
+                model.compile(optimizer=make(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                              **compile_kwargs)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        return model
+
+    def batches(x, y, size):
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(size)
+
+    two = model_of(control_opt.replica_local(STRATEGY) if replica_local else STRATEGY.scope(), jit_compile=False)
+    kinds = []  # the Embedding's gradient inside a replica, where the optimizer receives it
+
+    def gradient_kind(xb, yb):
+        with tf.GradientTape() as tape:
+            loss = two.loss(yb, two(xb, training=True))
+        kinds.append(type(tape.gradient(loss, two.trainable_variables)[0]).__name__)
+
+    STRATEGY.run(gradient_kind, args=(tokens[:SHARD], y[:SHARD]))
+    sparse = kinds == ["IndexedSlices"] * N
+    initial = [v.numpy() for v in two.trainable_variables]
+    two.fit(batches(tokens, y, SHARD * N), epochs=1, verbose=0)
+    optimizer = find_anchored_optimizer(two)
+    if replica_local:
+        ours = [[s[a] for s in map(distribute.stack_components, optimizer.anchors)] for a in range(N)]
+        reference = []
+        for a in range(N):
+            rows = (np.arange(len(tokens)) // SHARD) % N == a
+            one = model_of(contextlib.nullcontext(), run_eagerly=True)
+            one.fit(batches(tokens[rows], y[rows], SHARD), epochs=1, verbose=0)
+            reference.append([np.asarray(v.numpy()) for v in find_anchored_optimizer(one).anchors])
+    else:
+        ours = [[distribute.stack_components(v)[0] for v in two.trainable_variables]]
+        one = model_of(contextlib.nullcontext(), run_eagerly=True)
+        one.fit(batches(tokens, y, SHARD * N), epochs=1, verbose=0)
+        reference = [[np.asarray(v.numpy()) for v in one.trainable_variables]]
+    floats = [v for v in optimizer.variables if tf.as_dtype(v.dtype).is_floating and len(v.shape)]
+    return {"diff": max_diff(ours, reference), "moved": max_diff(ours, [initial] * len(ours)),
+            "sparse": sparse, "slot_dtypes": sorted({tf.as_dtype(v.dtype).name for v in floats}),
+            "variable_dtypes": sorted({tf.as_dtype(v.dtype).name for v in two.trainable_variables}),
+            "finite": bool(all(np.isfinite(w).all() for row in ours for w in row))}
+
+
+PRECISION = {
+    "entropy_sgd": lambda: control_opt.EntropySGD(learning_rate=0.5, langevin_steps=2, seed=0),
+    "entropy_adam": lambda: control_opt.EntropyAdam(learning_rate=0.05, langevin_steps=2, seed=0),
+    "hopf_lax": lambda: control_opt.HopfLaxSGD(learning_rate=0.5, inner_steps=2),
+    "elastic_sgd": lambda: control_opt.ElasticSGD(learning_rate=0.5, rho=0.0),
+    "parle": lambda: control_opt.Parle(learning_rate=0.5, langevin_steps=2, rho=0.0)}
+results["precision"] = {}
+for policy in ("float64", "mixed_float16"):
+    for name, make in PRECISION.items():
+        try:
+            results["precision"][f"{name},{policy}"] = precision_row(name, make, policy)
+        except Exception as error:  # noqa: BLE001 - a refusal must name the option; the test reads it
+            results["precision"][f"{name},{policy}"] = {"error": f"{type(error).__name__}: {error}"}
 
 if __name__ == "__main__":
     with open(sys.argv[1], "w") as f:

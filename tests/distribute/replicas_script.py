@@ -17,13 +17,17 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 N = int(sys.argv[1])
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * N)
+try:
+    tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                               [tf.config.LogicalDeviceConfiguration()] * N)
+except RuntimeError:  # already configured (replica_checks.py: 4 logical CPUs; this uses the first N)
+    pass
 
 import keras  # noqa: E402
 
 import control_opt  # noqa: E402
 from control_opt import distribute  # noqa: E402
+from tests.distribute import shard_runs  # noqa: E402
 
 DEVICES = [f"/cpu:{i}" for i in range(N)]
 BATCH = 8 * N  # each replica sees 8 examples of every global batch
@@ -84,9 +88,9 @@ errors = []
 for r in range(1 if QUICK else N):
     keras.utils.set_random_seed(0)
     single = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(2)])
-    single.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True), loss=LOSS)
-    shard = np.concatenate([np.arange(s * BATCH + 8 * r, s * BATCH + 8 * r + 8) for s in range(STEPS)])
-    single.fit(x[shard], y[shard], batch_size=8, epochs=2, verbose=0, shuffle=False)
+    shard = shard_runs.shard_rows(len(x), 8, N, r)
+    shard_runs.train_eagerly(single, keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True), LOSS, x[shard],
+                             y[shard], 8, epochs=2)
     errors += [float(np.abs(a[r] - w.numpy()).max()) for a, w in zip(stacked(model.optimizer.anchors),
                                                                         single.trainable_weights)]
 results["rho0_is_sgd_per_shard"] = max(errors)
@@ -101,14 +105,6 @@ elastic = fit(build(lambda: control_opt.ElasticSGD(learning_rate=eta * c, rho=rh
 results["parle_L1_is_elastic"] = max(float(np.abs(a - b).max()) for a, b in zip(
     stacked(parle.optimizer.anchors), stacked(elastic.optimizer.anchors)))
 results["parle_L1_spread"] = spread(parle)
-
-# 4. EASGD moving rate 1/n is the mean.
-if not QUICK:
-    moving = fit(build(lambda: control_opt.ElasticSGD(rho=0.5, center_moving_rate=1.0 / N,
-                                                      communication_period=2)), x, y)
-    mean = fit(build(lambda: control_opt.ElasticSGD(rho=0.5, communication_period=2)), x, y)
-    results["alpha_1_over_n_is_mean"] = max(float(np.abs(a - b).max()) for a, b in zip(
-        stacked(moving.optimizer.anchors), stacked(mean.optimizer.anchors)))
 
 
 # 5. Communication, step by step; the center after a sync; get_weights during fit.
@@ -135,6 +131,7 @@ class Watch(keras.callbacks.Callback):
 
 n_params = 6 * 8 + 8 + 8 * 2 + 2
 results["n_params"] = n_params
+watched = {}
 for name, make in [("parle", lambda: control_opt.Parle(langevin_steps=3, gamma=0.03, noise=1e-3, seed=1,
                                                        reference="weights")),
                    ("elastic_tau2", lambda: control_opt.ElasticSGD(rho=0.5, communication_period=2)),
@@ -157,6 +154,14 @@ for name, make in [("parle", lambda: control_opt.Parle(langevin_steps=3, gamma=0
         deltas=deltas, traced_in_train_step=[sizes for _, sizes in COUNTER.traced],
         center_minus_mean_before=[r["center_minus_mean_before"] for r in rows],
         syncs=[r["syncs"] for r in rows], get_weights_minus_mean=max(r["get_weights_minus_mean"] for r in rows))
+    watched[name] = model
+
+# 4. EASGD moving rate 1/n is the mean (the mean's run: section 5's, tau = 2; its callback moves nothing).
+if not QUICK:
+    moving = fit(build(lambda: control_opt.ElasticSGD(rho=0.5, center_moving_rate=1.0 / N,
+                                                      communication_period=2)), x, y)
+    results["alpha_1_over_n_is_mean"] = max(float(np.abs(a - b).max()) for a, b in zip(
+        stacked(moving.optimizer.anchors), stacked(watched["elastic_tau2"].optimizer.anchors)))
 
 # 6. Each replica draws its own noise: identical shards, rho = 0, only the noise differs.
 if not QUICK:
@@ -180,9 +185,20 @@ if not QUICK:
 
     mirrored, single = entropy_sgd(STRATEGY), entropy_sgd(tf.distribute.get_strategy())
     results["data_parallel_copies_differ"] = max(
-        float(np.abs(c - c[0]).max()) for c in stacked(mirrored.optimizer.anchors + mirrored.trainable_variables))
+        float(np.abs(c - c[0]).max()) for c in stacked(mirrored.optimizer.variables + mirrored.trainable_variables))
     results["data_parallel_minus_one_device"] = max(
         float(np.abs(a - b).max()) for a, b in zip(mirrored.get_weights(), single.get_weights()))
+    # A frozen layer, recompiled with the built optimizer, never moves (the release path under the
+    # strategy), and the copies stay equal.
+    mirrored.layers[0].trainable = False
+    frozen = stacked(mirrored.layers[0].weights)
+    with STRATEGY.scope():
+        mirrored.compile(optimizer=mirrored.optimizer, loss=LOSS, jit_compile=False)
+    fit(mirrored, x, y, epochs=1, callbacks=[control_opt.AnchorSwap()])
+    results["data_parallel_frozen_moved"] = max(float(np.abs(a - b).max()) for a, b in zip(
+        stacked(mirrored.layers[0].weights), frozen))
+    results["data_parallel_copies_differ_after_freezing"] = max(
+        float(np.abs(c - c[0]).max()) for c in stacked(mirrored.optimizer.variables + mirrored.trainable_variables))
 
 # 7. Save mid outer loop, load, continue == uninterrupted (Parle, L = 3, 4 steps per epoch).
 if len(sys.argv) > 3 and not QUICK:
@@ -209,7 +225,7 @@ if len(sys.argv) > 3 and not QUICK:
             if batch == 1:
                 self.model.save(os.path.join(sys.argv[3], "mid.keras"))
 
-    straight = fit(build(make), x, y, epochs=2)
+    # The uninterrupted run: `straight` above (AnchorSwap changes no trajectory; both end with the center in).
     fit(build(make), x, y, epochs=1, callbacks=[SaveAt()])
     with control_opt.replica_local(STRATEGY):
         loaded = keras.models.load_model(os.path.join(sys.argv[3], "mid.keras"))

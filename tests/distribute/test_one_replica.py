@@ -159,3 +159,64 @@ def test_graph_xla_and_steps_per_execution_agree_with_eager(make):
     for mode in (dict(), dict(jit_compile=True), dict(steps_per_execution=4)):
         for a, b in zip(reference, run(**mode)):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=str(mode))
+
+
+@pytest.mark.parametrize("make", [control_opt.ElasticSGD, lambda: control_opt.Parle(langevin_steps=2)],
+                         ids=["elastic_sgd", "parle"])
+def test_state_of_the_earlier_layout_is_refused_by_name(make):
+    # Layout 1 (before issue 17's state reduction: anchor, gradient and held_probe slots) had no "layout"
+    # entry; its state must not be read into the smaller layout slot by slot.
+    model = trained(make(), epochs=1)
+    store = {}
+    model.optimizer.save_own_variables(store)
+    assert int(store["layout"]) == 2
+    del store["layout"]
+    with pytest.raises(ValueError, match="layout 1.*layout 2.*compile=False"):
+        model.optimizer.load_own_variables(store)
+
+
+@pytest.mark.parametrize("kwargs", [dict(center_moving_rate=0.5, communication_period=2),
+                                    dict(communication_period=3), dict()],
+                         ids=["moving_center", "mean_tau3", "mean_tau1"])
+def test_elastic_sgd_saved_inside_fit_loads_and_continues_exactly(tmp_path, kwargs):
+    # Saved after 3 of 6 steps with each replica's weights in the model (no AnchorSwap): they travel in
+    # the optimizer's state; the center (EASGD's moving one, or the mean kept between communications)
+    # must survive the load as well.
+    x, y = data()
+    make = lambda: control_opt.ElasticSGD(rho=0.3, **kwargs)  # noqa: E731
+    path = str(tmp_path / "mid.keras")
+
+    class SaveAt(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                self.model.save(path)
+
+    straight = trained(make(), epochs=2)
+    trained(make(), epochs=1, callbacks=[SaveAt()])
+    loaded = keras.models.load_model(path)
+    # AnchorSwap puts the weights back before the first gradient of each fit (without it, that gradient
+    # would be taken at the center the end of the previous fit put in the model).
+    for rows in (slice(24, None), slice(None)):
+        loaded.fit(x[rows], y[rows], batch_size=8, epochs=1, shuffle=False, verbose=0,
+                   callbacks=[control_opt.AnchorSwap()])
+    for a, b in zip(loaded.optimizer.variables + loaded.trainable_variables,
+                    straight.optimizer.variables + straight.trainable_variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+
+
+@pytest.mark.parametrize("make", [lambda: control_opt.ElasticSGD(rho=0.3),
+                                  lambda: control_opt.Parle(langevin_steps=2, rho=0.3)], ids=["elastic_sgd", "parle"])
+def test_a_layer_frozen_after_the_optimizer_is_built_stays_and_the_rest_trains(make):
+    # The step then updates a subset of the optimizer's variables: the coupling must pair each control
+    # with its own variable's weights and center (it used to pair them by position in the subset).
+    x, y = data()
+    model = trained(make(), epochs=1)
+    model.layers[0].trainable = False
+    frozen = [w.numpy().copy() for w in model.layers[0].weights]
+    before = [w.numpy().copy() for w in model.layers[1].weights]
+    model.compile(optimizer=model.optimizer, loss=LOSS)
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    for w, f in zip(model.layers[0].weights, frozen):
+        np.testing.assert_array_equal(w.numpy(), f)
+    assert all(np.all(np.isfinite(w.numpy())) for w in model.layers[1].weights)
+    assert max(float(np.abs(w.numpy() - b).max()) for w, b in zip(model.layers[1].weights, before)) > 1e-4

@@ -1,30 +1,17 @@
 """Parle against the authors' code, and Keras' options on the replica-local optimizers, on 2 replicas.
 
-`options_script.py` runs every check in one fresh process with 2 logical CPU
-devices (they must be set before TensorFlow starts) and writes what it
-measured to JSON; each test below asserts one property of it.
+`options_script.py` runs every check on 2 logical CPU devices (they must be
+set before TensorFlow starts; it runs in the one process of
+`replica_checks.py`, the session fixture `replica_checks` of conftest.py) and
+writes what it measured to JSON; each test below asserts one property of it.
 """
-
-import json
-import os
-import sys
 
 import pytest
 
-from tests.support import processes
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-
 
 @pytest.fixture(scope="module")
-def measured(tmp_path_factory):
-    out = tmp_path_factory.mktemp("options") / "results.json"
-    # Bounded by progress, not wall time (tests/support/processes.py): a busy machine only slows it.
-    proc = processes.run([sys.executable, os.path.join(HERE, "options_script.py"), str(out)], cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")})
-    assert "OPTIONS_OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return json.loads(out.read_text())
+def measured(replica_checks):
+    return replica_checks["options"]
 
 
 @pytest.mark.parametrize("scoping", ["0.0", "0.2"])
@@ -101,3 +88,20 @@ def test_data_parallel_batch_norm_statistics_are_keras_own(measured):
     table = measured["table"]
     assert table["keras_sgd"]["statistics_differ"] > 1e-3
     assert table["keras_sgd"]["continued_vs_loaded"] < 1e-6
+
+
+@pytest.mark.parametrize("policy", ["float64", "mixed_float16"])
+@pytest.mark.parametrize("name", ["entropy_sgd", "entropy_adam", "hopf_lax", "elastic_sgd", "parle"])
+def test_precision_and_sparse_gradients_on_two_replicas(measured, name, policy):
+    # An Embedding first (its gradient is IndexedSlices), the whole run in float64 or mixed_float16; equal
+    # to the one-device runs it reduces to: the same global batches (data parallel), or each replica's
+    # own shard with the same optimizer (Elastic-SGD and Parle, rho = 0, no noise).
+    row = measured["precision"][f"{name},{policy}"]
+    assert "error" not in row, row.get("error")
+    assert row["sparse"] and row["finite"] and row["moved"] > 1e-3
+    if policy == "float64":
+        assert row["variable_dtypes"] == ["float64"] and row["slot_dtypes"] == ["float64"]
+        assert row["diff"] < 1e-12
+    else:  # float32 variables and slots, float16 arithmetic
+        assert row["variable_dtypes"] == ["float32"] and row["slot_dtypes"] == ["float32"]
+        assert row["diff"] < 1e-5

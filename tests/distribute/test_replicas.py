@@ -1,44 +1,26 @@
 """ElasticSGD and Parle on 2 (and 4) logical CPU devices under MirroredStrategy.
 
-The checks run in a fresh process per device count (logical devices must be
-set before TensorFlow initializes): `replicas_script.py` writes what it
-measured to JSON, and each test below asserts one property of it.
+The checks run in one fresh process for all of tests/distribute (logical
+devices must be set before TensorFlow initializes; `replica_checks.py`, the
+session fixture `replica_checks` of conftest.py): `replicas_script.py` writes
+what it measured to JSON, and each test below asserts one property of it.
 """
-
-import json
-import os
-import sys
 
 import pytest
 
-from tests.support import processes
-
 pytestmark = pytest.mark.slow  # multi-process end to end: CI runs it (pyproject.toml)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
 N_PARAMS = 74  # Dense(6 -> 8) + Dense(8 -> 2)
 
 
-def run_script(tmp_path_factory, n, mode):
-    out = tmp_path_factory.mktemp(f"replicas{n}")
-    results = out / "results.json"
-    extra = "quick" if mode == "quick" else str(out)
-    proc = processes.run([sys.executable, os.path.join(HERE, "replicas_script.py"), str(n), str(results), extra],
-                         cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")})
-    assert "REPLICAS_OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return json.loads(results.read_text())
+@pytest.fixture(scope="module")
+def two(replica_checks):
+    return replica_checks["replicas2"]
 
 
 @pytest.fixture(scope="module")
-def two(tmp_path_factory):
-    return run_script(tmp_path_factory, 2, "full")
-
-
-@pytest.fixture(scope="module")
-def four(tmp_path_factory):
-    return run_script(tmp_path_factory, 4, "quick")
+def four(replica_checks):
+    return replica_checks["replicas4"]
 
 
 def test_replicas_differ_and_the_coupling_pulls_them_together(two):
@@ -98,6 +80,10 @@ def test_data_parallel_entropy_sgd_draws_the_same_noise_on_every_replica(two):
     # (up to the order of the gradient all-reduce's sum).
     assert two["data_parallel_copies_differ"] == 0.0
     assert two["data_parallel_minus_one_device"] < 1e-5
+    # A layer frozen and the model recompiled with the built optimizer: the frozen weights never move
+    # and every copy of every weight and optimizer variable stays equal.
+    assert two["data_parallel_frozen_moved"] == 0.0
+    assert two["data_parallel_copies_differ_after_freezing"] == 0.0
 
 
 def test_save_mid_outer_loop_load_and_continue_equals_uninterrupted(two):

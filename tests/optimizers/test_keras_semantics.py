@@ -1,16 +1,11 @@
 """Keras semantics: fit modes agree, validation/saving at the anchor, exact resume."""
 
-import os
-import sys
-import textwrap
-
 import numpy as np
 import pytest
 import tensorflow as tf
 import keras
 
 import control_opt
-from tests.support import processes
 
 L = 3  # inner steps; 10 steps per epoch below is not a multiple of it.
 
@@ -155,55 +150,6 @@ def test_second_fit_without_callback_swaps_probe_back():
         np.testing.assert_array_equal(a, b)
 
 
-MIRRORED = textwrap.dedent("""
-    import os, sys
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    import numpy as np, tensorflow as tf, keras
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import control_opt
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 6)).astype("float32"); y = (x[:, 0] > 0).astype("int32")
+# Data parallelism on two logical CPUs (every copy equal, the one-device run, a frozen layer after
+# recompiling): tests/distribute/test_replicas.py::test_data_parallel_entropy_sgd_draws_the_same_noise_on_every_replica.
 
-    def build():
-        keras.utils.set_random_seed(0)
-        m = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(2)])
-        m.compile(optimizer=control_opt.EntropySGD(learning_rate=0.5, langevin_steps=3, gamma=0.03,
-                                                    noise=1e-3, seed=5),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        return m
-
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    assert strategy.num_replicas_in_sync == 2
-    with strategy.scope():
-        dist = build()
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
-    dist.fit(ds, epochs=2, verbose=0, callbacks=[control_opt.AnchorSwap()])
-    single = build()
-    single.fit(ds, epochs=2, verbose=0, callbacks=[control_opt.AnchorSwap()])
-    for v in dist.trainable_weights + dist.optimizer.variables:
-        parts = v.value.values if hasattr(v.value, "values") else [v.value]
-        assert len(parts) == 2, v.path
-        np.testing.assert_array_equal(parts[0].numpy(), parts[1].numpy(), err_msg=v.path)
-    for a, b in zip(dist.trainable_weights, single.trainable_weights):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
-    # A frozen layer, recompiled with the built optimizer, never moves (release path
-    # under the strategy), and the copies stay in sync.
-    dist.layers[0].trainable = False
-    frozen = [w.numpy().copy() for w in dist.layers[0].weights]
-    with strategy.scope():
-        dist.compile(optimizer=dist.optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    dist.fit(ds, epochs=1, verbose=0, callbacks=[control_opt.AnchorSwap()])
-    for w, before in zip(dist.layers[0].weights, frozen):
-        np.testing.assert_array_equal(w.numpy(), before)
-    for v in dist.trainable_weights + dist.optimizer.variables:
-        parts = v.value.values if hasattr(v.value, "values") else [v.value]
-        np.testing.assert_array_equal(parts[0].numpy(), parts[1].numpy(), err_msg=v.path)
-    print("MIRRORED_OK")
-""")
-
-
-def test_mirrored_strategy_on_two_logical_cpus_is_plain_data_parallelism():
-    proc = processes.run([sys.executable, "-c", MIRRORED],
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    assert "MIRRORED_OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-4000:]
