@@ -33,7 +33,8 @@ KERAS_OPTIMIZER_METHODS = {
     "_backend_apply_gradients": ("grads", "trainable_variables"),  # o: anchored.py
     "_backend_update_step": ("grads", "trainable_variables", "learning_rate"),  # o, c
     "_clip_gradients": ("grads",),  # c
-    "_apply_weight_decay": ("variables",),  # c
+    "_apply_weight_decay": ("variables",),  # c; o: elastic_sgd.py (applied inside its step)
+    "_use_weight_decay": ("variable",),  # c: elastic_sgd.py (exclude_from_weight_decay honoured)
     "_var_key": ("variable",),  # c
     "_all_reduce_sum_gradients": ("grads_and_vars",),  # c
     "_get_variable_index": ("variable",),  # c
