@@ -58,6 +58,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import numpy as np  # noqa: E402
 
 from bench.report import machine_line, markdown_table, write_section  # noqa: E402
+from bench.timing import timed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results", "analysis_scale.json")
@@ -135,12 +136,6 @@ class _PairedCost:
                     outside_gradients=outside / statistics.median(self.gradient_times))
 
 
-def _timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
-
-
 def measure(row, args):
     from control_opt import analysis
 
@@ -156,7 +151,7 @@ def measure(row, args):
         for k, steps in runs:
             # a fresh operator per run (its first product traces, as a call with the model does)
             op = _PairedCost(analysis.hessian_operator(model, loss, x, y, chunk_size=args.chunk_size), gradient)
-            eig, seconds = _timed(lambda: analysis.hessian_eigenvalues(op, k=k, seed=0, num_steps=steps))
+            eig, seconds = timed(lambda: analysis.hessian_eigenvalues(op, k=k, seed=0, num_steps=steps))
             out[f"top{k}"] = dict(values=eig.top.tolist(), residuals=eig.top_residuals.tolist(),
                                   steps=eig.num_steps, steps_given=steps, seconds=seconds - op.gradient_seconds,
                                   **op.record(seconds))
@@ -167,7 +162,7 @@ def measure(row, args):
         model, loss, x, y = _setup("lenet", args.n)
         timer = _gradient_timer(model, loss, x, y, None)
         g0 = timer()
-        trace, seconds = _timed(lambda: analysis.hessian_trace(model, loss, x, y, num_probes=args.trace_probes,
+        trace, seconds = timed(lambda: analysis.hessian_trace(model, loss, x, y, num_probes=args.trace_probes,
                                                                seed=0))
         g1 = timer()
         out["trace"] = dict(value=trace.trace, stderr=trace.stderr, probes=trace.num_probes, seconds=seconds)
@@ -176,7 +171,7 @@ def measure(row, args):
         model, loss, x, y = _setup(name, args.n)
         timer = _gradient_timer(model, loss, x, y, 256)
         g0 = timer()
-        spec, seconds = _timed(lambda: analysis.diffusion_spectrum(model, loss, x, y, k=k, seed=0,
+        spec, seconds = timed(lambda: analysis.diffusion_spectrum(model, loss, x, y, k=k, seed=0,
                                                                    max_memory=args.max_memory, verbose=True))
         g1 = timer()
         out.update(k=k, method=spec.method, values=spec.eigenvalues.tolist(),
@@ -224,55 +219,15 @@ def _hvp_profile(args, repeats=5):
     for name, fn in cases.items():
         if name.startswith("gradient"):
             fn()
-    first = {name: _timed(fn)[1] for name, fn in cases.items() if not name.startswith("gradient")}
+    first = {name: timed(fn)[1] for name, fn in cases.items() if not name.startswith("gradient")}
     times = {name: [] for name in cases}
     for _ in range(repeats):
         for name, fn in cases.items():
-            times[name].append(_timed(fn)[1])
+            times[name].append(timed(fn)[1])
     grad = np.array(times["gradient"])
     return dict(n=args.n, repeats=repeats, seconds={k: float(np.median(t)) for k, t in times.items()},
                 ratio={k: float(np.median(np.array(t) / grad)) for k, t in times.items()},
                 first_call_ratio={k: float(t / np.median(grad)) for k, t in first.items()})
-
-
-def _torch_lenet(model):
-    """The Keras LeNet as a torch module with the same weights (NHWC flatten order kept)."""
-    import torch
-
-    layers = {layer.name: layer for layer in model.layers}
-
-    class LeNet(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1, self.conv2 = torch.nn.Conv2d(1, 20, 5), torch.nn.Conv2d(20, 50, 5)
-            eps = layers["bn1"].epsilon
-            self.bn1, self.bn2 = torch.nn.BatchNorm2d(20, eps=eps), torch.nn.BatchNorm2d(50, eps=eps)
-            self.dense, self.logits = torch.nn.Linear(800, 500), torch.nn.Linear(500, 10)
-
-        def forward(self, x):
-            h = self.bn1(torch.max_pool2d(torch.relu(self.conv1(x)), 2))
-            h = self.bn2(torch.max_pool2d(torch.relu(self.conv2(h)), 2))
-            h = h.permute(0, 2, 3, 1).flatten(1)  # Keras flattens NHWC
-            return self.logits(torch.relu(self.dense(h)))
-
-    net = LeNet()
-    with torch.no_grad():
-        for name in ("conv1", "conv2"):
-            kernel, bias = (w.numpy() for w in layers[name].weights)
-            getattr(net, name).weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()))
-            getattr(net, name).bias.copy_(torch.from_numpy(bias))
-        for name in ("dense", "logits"):
-            kernel, bias = (w.numpy() for w in layers[name].weights)
-            getattr(net, name).weight.copy_(torch.from_numpy(kernel.T.copy()))
-            getattr(net, name).bias.copy_(torch.from_numpy(bias))
-        for name in ("bn1", "bn2"):
-            gamma, beta, mean, var = (w.numpy() for w in layers[name].weights)
-            bn = getattr(net, name)
-            bn.weight.copy_(torch.from_numpy(gamma))
-            bn.bias.copy_(torch.from_numpy(beta))
-            bn.running_mean.copy_(torch.from_numpy(mean))
-            bn.running_var.copy_(torch.from_numpy(var))
-    return net.eval()
 
 
 def _pyhessian(args):
@@ -285,12 +240,12 @@ def _pyhessian(args):
     g0 = timer()
     ours = {}
     for k in (1, 10):
-        eig, seconds = _timed(lambda: analysis.hessian_eigenvalues(model, loss, x, y, k=k, seed=0))
+        eig, seconds = timed(lambda: analysis.hessian_eigenvalues(model, loss, x, y, k=k, seed=0))
         ours[f"top{k}"] = dict(values=eig.top.tolist(), seconds=seconds, steps=eig.num_steps)
-    trace, seconds = _timed(lambda: analysis.hessian_trace(model, loss, x, y, num_probes=args.trace_probes, seed=0))
+    trace, seconds = timed(lambda: analysis.hessian_trace(model, loss, x, y, num_probes=args.trace_probes, seed=0))
     ours["trace"] = dict(value=trace.trace, stderr=trace.stderr, seconds=seconds, probes=trace.num_probes)
     # reference: a long Lanczos run with explicit residuals, and an independent Hutchinson run with more probes
-    ref, seconds = _timed(lambda: analysis.hessian_eigenvalues(model, loss, x, y, k=10, seed=1, num_steps=90,
+    ref, seconds = timed(lambda: analysis.hessian_eigenvalues(model, loss, x, y, k=10, seed=1, num_steps=90,
                                                                return_eigenvectors=True))
     reference = dict(values=ref.top.tolist(), residuals=ref.top_residuals.tolist(), steps=90, seconds=seconds)
     ref_trace = analysis.hessian_trace(model, loss, x, y, num_probes=args.reference_trace_probes, seed=12345)
@@ -303,39 +258,14 @@ def _pyhessian(args):
 
 
 def _pyhessian_torch(args):
-    """PyHessian's top-1, trace and top-10 (in that order, each printed when done) on the same network and data."""
+    """PyHessian's parts (`--pyhessian_parts`, each printed when done) on the same network and data
+    (bench/pyhessian_lenet.py); skipped with a message when torch or pyhessian cannot be imported."""
     try:
-        import torch
-        from pyhessian import hessian as pyhessian_hessian
+        from bench import pyhessian_lenet
     except ImportError as error:
         return dict(skipped=f"torch/pyhessian not importable ({error}); PyHessian rows skipped")
-    model, loss, x, y = _setup("lenet", args.pyhessian_n)
-    torch.set_num_threads(os.cpu_count() or 1)
-    net = _torch_lenet(model)
-    xt, yt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(y.astype(np.int64))
-    logits_gap = float(np.max(np.abs(net(xt).detach().numpy() - np.asarray(model(x, training=False)))))
-    criterion = torch.nn.CrossEntropyLoss()
-
-    def torch_gradient():
-        net.zero_grad()
-        criterion(net(xt), yt).backward()
-
-    torch_gradient()
-    t_torch = statistics.median(_timed(torch_gradient)[1] for _ in range(3))
-    result = dict(logits_max_abs_diff=logits_gap, torch_gradient_seconds=t_torch)
-    torch.manual_seed(0)
-    for what in args.pyhessian_parts.split(","):
-        if what == "trace":
-            samples, seconds = _timed(lambda: pyhessian_hessian(net, criterion, data=(xt, yt), cuda=False).trace())
-            result["trace"] = dict(value=float(np.mean(samples)), probes=len(samples),
-                                   stderr=float(np.std(samples, ddof=1) / np.sqrt(len(samples))), seconds=seconds)
-        else:
-            k = int(what[3:])
-            (values, _), seconds = _timed(lambda: pyhessian_hessian(net, criterion, data=(xt, yt), cuda=False)
-                                          .eigenvalues(top_n=k))
-            result[what] = dict(values=[float(v) for v in values], seconds=seconds)
-        print("PARTIAL " + json.dumps(result), flush=True)
-    return dict(result, n=args.pyhessian_n)
+    model, _, x, y = _setup("lenet", args.pyhessian_n)
+    return dict(pyhessian_lenet.run(model, x, y, args.pyhessian_parts.split(",")), n=args.pyhessian_n)
 
 
 def _run_row(row, args):

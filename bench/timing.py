@@ -56,6 +56,13 @@ class Spread:
         return f"{self.median * scale:.{digits}f} [{self.min * scale:.{digits}f} - {self.max * scale:.{digits}f}]"
 
 
+def timed(fn):
+    """(fn(), its wall seconds): one call, timed once."""
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
 def interleave(contenders, repeats):
     """`{name: Spread}`: `repeats` rounds, each calling every contender (a
     no-argument callable returning a time in seconds) once, the order rotated
