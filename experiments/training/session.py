@@ -114,6 +114,11 @@ def compile_model(model, optimizer, *, jit_compile=False, steps_per_execution=1)
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                   jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    if model._distribute_strategy is None and model.built and not model.optimizer.built:  # pylint: disable=protected-access
+        # Built here, as Keras does under a strategy: without one Keras builds the optimizer inside the
+        # first traced step, and a variable made while tf.function traces makes it trace the step twice
+        # (about half of a small run's start-up).
+        model.optimizer.build(model.trainable_variables)
 
 
 def summary_of(config, rows, *, steps_per_epoch, steps_per_execution, jit_compile, ms_per_gradient_evaluation,
