@@ -94,6 +94,18 @@ def test_training_only_baseline_ends_where_the_whole_run_ends(tmp_path):
         run.train_only(dict(config, strategy="mirrored"))
 
 
+def test_the_train_step_is_traced_once(tmp_path, monkeypatch):
+    # Without a strategy Keras builds the optimizer inside the first traced step, and a variable made while
+    # tf.function traces makes it trace the step twice; session.compile_model builds it first.
+    from keras.src.backend.tensorflow import trainer  # pylint: disable=import-outside-toplevel
+
+    traced, step = [], trainer.TensorFlowTrainer.train_step
+    monkeypatch.setattr(trainer.TensorFlowTrainer, "train_step", lambda self, data: traced.append(1) or step(self, data))
+    train.train_and_evaluate(dict(optimizer="entropy_adam", epochs=1, batch_size=50, max_train_examples=100,
+                                  max_test_examples=50, verbose=0, langevin_steps=2), str(tmp_path / "wd"))
+    assert len(traced) == 1
+
+
 def test_checkpoint_every_defaults_to_10_may_change_on_resume_and_is_1_for_the_papers_rows():
     from experiments.training import paper_runs
 
