@@ -63,7 +63,7 @@ class AnalysisConfig:
       diffusion_examples: Training examples N for the diffusion matrix D (exact Gram route; rank D <= N - 1).
       hessian_examples: Training examples for the Hessian, its density and trace; 0 = the whole training set.
       hessian_k: Top Hessian eigenvalues computed by Lanczos.
-      lanczos_steps: Lanczos steps for the top eigenvalues; 0 = until converged, at most max(4k, k + 40).
+      lanczos_steps: Lanczos steps for the top eigenvalues; 0 = until converged, at most max(4k, k + 30).
       density_probes: Probes of the stochastic Lanczos quadrature (Hessian density).
       density_steps: Lanczos steps per SLQ probe.
       trace_probes: Rademacher probes of Hutchinson's trace estimate.
@@ -269,11 +269,12 @@ def diffusion_analysis(model, x, y, config: AnalysisConfig, run_config: dict | N
 def hessian_analysis(model, x, y, config: AnalysisConfig) -> dict:
     """Top eigenvalues (Lanczos), SLQ density and Hutchinson trace of the Hessian on `(x, y)`."""
     from control_opt import analysis  # pylint: disable=import-outside-toplevel
+    from control_opt.analysis.lanczos import default_space  # pylint: disable=import-outside-toplevel
 
     op = analysis.hessian_operator(model, _loss(), x, y, chunk_size=config.chunk_size)
     dim = op.dim
     k = min(config.hessian_k, dim)
-    steps = config.lanczos_steps or min(dim, max(4 * k, k + 40))
+    steps = config.lanczos_steps or min(dim, default_space(k))
     logged = LoggedOperator(op, "Hessian top eigenvalues (Lanczos)", expected=steps)
     logging.info("Hessian: %d examples, %d weights; Lanczos %s %d steps, SLQ %d x %d, Hutchinson %d probes",
                  len(x), dim, "" if config.lanczos_steps else "at most", steps, config.density_probes,

@@ -42,6 +42,7 @@ import numpy as np
 
 from control_opt._internal import checks
 from control_opt.analysis._problem import as_operator
+from control_opt.analysis.lanczos import default_space
 from control_opt.analysis.progress import Progress
 
 __all__ = ["BlockKrylovResult", "block_krylov_eigenvalues"]
@@ -96,7 +97,7 @@ def block_krylov_eigenvalues(operator, k=1, *, block_size=None, max_blocks=None,
         a dense symmetric matrix.
       k: how many eigenvalues.
       block_size: `b`, columns per block; default `k + 10`.
-      max_blocks: most blocks; default enough for a space of `max(4k, k + 40)`
+      max_blocks: most blocks; default enough for a space of `default_space(k)`
         dimensions (at least 2 blocks), clipped to the dimension.
       tol: stop when the top `k` residuals are at most `tol * |theta_1|`.
       seed: integer seed of the random start block.
@@ -119,7 +120,7 @@ def block_krylov_eigenvalues(operator, k=1, *, block_size=None, max_blocks=None,
     if block_size < 1:
         raise ValueError("no direction is left once `exclude` is projected out.")
     if max_blocks is None:
-        max_blocks = max(2, -(-max(4 * k, k + 40) // block_size))
+        max_blocks = max(2, -(-default_space(k) // block_size))
     max_blocks = checks.check_int("max_blocks", max_blocks, 1)
     tol = checks.check_positive("tol", tol)
     rng = np.random.default_rng(checks.resolve_seed(seed))

@@ -340,8 +340,8 @@ def plan_route(num_examples, dim, k, *, method="auto", itemsize=4, chunk_size=No
         chunk_size = int(min(n, _MAX_CHUNK, max(1, budget // 4 // (_JACOBIAN_COPIES * p * itemsize))))
     chunk = _JACOBIAN_COPIES * chunk_size * p * itemsize
     block = min(k + 10 if block_size is None else block_size, max(n - 1, 1))
-    steps = num_steps or min(p, max(4 * k, k + 40))
-    blocks = max(2, -(-max(4 * k, k + 40) // block))
+    steps = num_steps or min(p, _lanczos.default_space(k))
+    blocks = max(2, -(-_lanczos.default_space(k) // block))
     needs = {
         "gram": n * p * itemsize + 4 * n * n * 8 + 2 * n * _BLOCK * 8 + chunk,
         "krylov": p * block * (16 + itemsize) + 2 * n * block * blocks * 8 + chunk,
@@ -397,7 +397,7 @@ def diffusion_spectrum(model, loss, x, y, *, k=10, method="auto", eps=_FLOAT32_E
       eps: machine epsilon for the rank tolerance `lambda_max * P * eps`
         (default float32's, 1.19e-7, as in the paper).
       rtol: relative threshold for `relative_rank`.
-      num_steps: Lanczos steps (operator route; default `min(P, max(4k, k + 40))`).
+      num_steps: Lanczos steps (operator route; default `min(P, default_space(k))` = `max(4k, k + 30)`).
       chunk_size: examples per chunk (default: all when they fit, else up to
         256, as the memory budget allows).
       seed: start vector / start block seed (operator and krylov routes).
