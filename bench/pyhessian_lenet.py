@@ -7,10 +7,32 @@ torch and pyhessian are not dependencies of this project: importing this module 
 import json
 import os
 import statistics
+import sys
 
 import numpy as np
 import torch
 from pyhessian import hessian as pyhessian_hessian
+
+_PYHESSIAN_MODULE = sys.modules["pyhessian.hessian"]  # the package's `hessian` attribute is the class
+
+
+class _CountedProducts:
+    """Counts PyHessian's Hessian-vector products (its module-level `hessian_vector_product`), so
+    that its cost can be stated in products, a count that does not depend on the machine's load."""
+
+    def __init__(self):
+        self.count, self._product = 0, _PYHESSIAN_MODULE.hessian_vector_product
+
+    def __call__(self, *args, **kwargs):
+        self.count += 1
+        return self._product(*args, **kwargs)
+
+    def __enter__(self):
+        _PYHESSIAN_MODULE.hessian_vector_product = self
+        return self
+
+    def __exit__(self, *exc):
+        _PYHESSIAN_MODULE.hessian_vector_product = self._product
 
 from bench.timing import timed
 
@@ -68,19 +90,35 @@ def run(model, x, y, parts):
 
     torch_gradient()
     t_torch = statistics.median(timed(torch_gradient)[1] for _ in range(3))
-    result = dict(logits_max_abs_diff=logits_gap, torch_gradient_seconds=t_torch)
+    result = dict(logits_max_abs_diff=logits_gap, torch_gradient_seconds=t_torch,
+                  product_over_gradient=_product_over_gradient(net, criterion, xt, yt, torch_gradient))
     torch.manual_seed(0)
     for what in parts:
-        if what == "trace":
-            samples, seconds = timed(lambda: pyhessian_hessian(net, criterion, data=(xt, yt), cuda=False).trace())
-            result["trace"] = dict(value=float(np.mean(samples)), probes=len(samples),
-                                   stderr=float(np.std(samples, ddof=1) / np.sqrt(len(samples))), seconds=seconds)
-        else:
-            k = int(what[3:])
-            (values, _), seconds = timed(lambda: pyhessian_hessian(net, criterion, data=(xt, yt), cuda=False)
-                                          .eigenvalues(top_n=k))
-            result[what] = dict(values=[float(v) for v in values], seconds=seconds)
+        with _CountedProducts() as products:
+            if what == "trace":
+                samples, seconds = timed(lambda: pyhessian_hessian(net, criterion, data=(xt, yt), cuda=False).trace())
+                result["trace"] = dict(value=float(np.mean(samples)), probes=len(samples),
+                                       stderr=float(np.std(samples, ddof=1) / np.sqrt(len(samples))), seconds=seconds)
+            else:
+                k = int(what[3:])
+                (values, _), seconds = timed(lambda: pyhessian_hessian(net, criterion, data=(xt, yt), cuda=False)
+                                              .eigenvalues(top_n=k))
+                result[what] = dict(values=[float(v) for v in values], seconds=seconds)
+        result[what]["products"] = products.count
         print("PARTIAL " + json.dumps(result), flush=True)
     return result
+
+
+def _product_over_gradient(net, criterion, xt, yt, torch_gradient, repeats=3):
+    """Median over `repeats` of one PyHessian product's time over a torch gradient's timed just
+    before it (paired, so that a change of load between the two mostly cancels)."""
+    h = pyhessian_hessian(net, criterion, data=(xt, yt), cuda=False)
+    v = [torch.randn_like(p) for p in h.params]
+    ratios = []
+    for _ in range(repeats):
+        gradient_seconds = timed(torch_gradient)[1]
+        ratios.append(timed(lambda: _PYHESSIAN_MODULE.hessian_vector_product(h.gradsH, h.params, v))[1]
+                      / gradient_seconds)
+    return statistics.median(ratios)
 
 
