@@ -63,31 +63,19 @@ class Child:
     def __init__(self, args, *, cwd=None, env=None, merge_stderr=True, input=None):
         self.args = list(map(str, args))
         if zygote.eligible(self.args):  # forked from the zygote: TensorFlow already imported
-            stdin = os.pipe() if input is not None else (os.open(os.devnull, os.O_RDONLY), None)
-            stdout = os.pipe()
-            stderr = (None, stdout[1]) if merge_stderr else os.pipe()
-            try:
-                self.popen = zygote.spawn(self.args, cwd, env, (stdin[0], stdout[1], stderr[1]))
-            finally:
-                for fd in {stdin[0], stdout[1], stderr[1]}:
-                    os.close(fd)
-            streams = dict(stdin=stdin[1] and os.fdopen(stdin[1], "wb"), stdout=os.fdopen(stdout[0], "rb"),
-                           stderr=None if merge_stderr else os.fdopen(stderr[0], "rb"))
+            self.popen = zygote.spawn(self.args, cwd, env, merge_stderr=merge_stderr, stdin=input is not None)
         else:
-            popen = subprocess.Popen(
+            self.popen = subprocess.Popen(
                 self.args, cwd=cwd, env=env, start_new_session=True,
                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE)
-            self.popen = popen
-            streams = dict(stdin=popen.stdin, stdout=popen.stdout, stderr=popen.stderr)
-        self._stdin, self._stdout, self._stderr = streams["stdin"], streams["stdout"], streams["stderr"]
         self._chunks = {"stdout": [], "stderr": []}
         self._lock = threading.Lock()
         self.last_progress = time.monotonic()
         self._cpu_mark = 0.0
-        self._readers = [threading.Thread(target=self._read, args=(self._stdout, "stdout"), daemon=True)]
+        self._readers = [threading.Thread(target=self._read, args=(self.popen.stdout, "stdout"), daemon=True)]
         if not merge_stderr:
-            self._readers.append(threading.Thread(target=self._read, args=(self._stderr, "stderr"), daemon=True))
+            self._readers.append(threading.Thread(target=self._read, args=(self.popen.stderr, "stderr"), daemon=True))
         for reader in self._readers:
             reader.start()
         if input is not None:
@@ -95,8 +83,8 @@ class Child:
 
     def _write(self, text):
         try:
-            self._stdin.write(text.encode())
-            self._stdin.close()
+            self.popen.stdin.write(text.encode())
+            self.popen.stdin.close()
         except OSError:  # the child exited without reading it
             pass
 
@@ -149,7 +137,7 @@ class Child:
         self.popen.wait()
         for reader in self._readers:
             reader.join(timeout=10)
-        for stream in (self._stdout, self._stderr, self._stdin):
+        for stream in (self.popen.stdout, self.popen.stderr, self.popen.stdin):
             if stream is not None:
                 stream.close()
 

@@ -18,8 +18,8 @@ fresh interpreter), e.g. to rule it out when a test behaves oddly.
 
 Server: `zygote.serve(SOCKET)` in a fresh interpreter; it prints `ZYGOTE_READY`, serves until its
 standard input closes (its parent, the test process, exited), then kills every child's
-process group. Client: `spawn(args, cwd, env, fds)` returns a `Forked` (pid, poll, wait,
-send_signal), or None when `args` is not one of the three forms.
+process group. Client: `spawn(args, cwd, env, ...)`, for `args` that `eligible` accepts, returns a
+`Forked`: what the tests use of a `subprocess.Popen`.
 """
 
 from __future__ import annotations
@@ -209,10 +209,13 @@ def serve(path):
 
 
 class Forked:
-    """A child forked by the zygote: `pid`, `returncode`, `poll()`, `wait()`, `send_signal()`."""
+    """A child forked by the zygote, as much of `subprocess.Popen` as the tests use: `pid`, `returncode`,
+    `poll()`, `wait()`, `send_signal()`, and the parent's ends of its pipes `stdin`, `stdout`, `stderr`
+    (binary; None where not piped)."""
 
-    def __init__(self, conn, replies, pid):
+    def __init__(self, conn, replies, pid, streams):
         self.pid, self.returncode = pid, None
+        self.stdin, self.stdout, self.stderr = streams
         self._conn, self._replies, self._done = conn, replies, threading.Event()
         threading.Thread(target=self._watch, daemon=True).start()
 
@@ -290,9 +293,9 @@ def eligible(args):
     return not args[1].startswith("-") and args[1].endswith(".py")
 
 
-def spawn(args, cwd, env, fds):
-    """Forks `args` (`eligible`) in the zygote with standard streams `fds` (stdin, stdout, stderr);
-    a `Forked`. Starts this process's zygote on first use."""
+def spawn(args, cwd, env, *, merge_stderr=True, stdin=False):
+    """Forks `args` (`eligible`) in the zygote, its output piped (stderr into stdout with `merge_stderr`),
+    its input piped with `stdin`, else /dev/null; a `Forked`. Starts this process's zygote on first use."""
     global _zygote  # pylint: disable=global-statement
     with _lock:
         if _zygote is None:
@@ -300,16 +303,31 @@ def spawn(args, cwd, env, fds):
         zygote = _zygote
     if not zygote.ready:
         raise RuntimeError(f"the test zygote did not start:\n{zygote.failure()}")
+    child_in, parent_in = os.pipe() if stdin else (os.open(os.devnull, os.O_RDONLY), None)
+    parent_out, child_out = os.pipe()
+    parent_err, child_err = (None, child_out) if merge_stderr else os.pipe()
     body = json.dumps(dict(argv=list(args), cwd=os.path.abspath(cwd or os.getcwd()),
                            env=dict(os.environ if env is None else env))).encode()
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    conn.connect(zygote.path)
-    socket.send_fds(conn, [len(body).to_bytes(_HEADER, "big")], list(fds))
-    conn.sendall(body)
-    replies = conn.makefile("rb")
-    reply = replies.readline()
+    try:
+        conn.connect(zygote.path)
+        socket.send_fds(conn, [len(body).to_bytes(_HEADER, "big")], [child_in, child_out, child_err])
+        conn.sendall(body)
+        replies = conn.makefile("rb")
+        reply = replies.readline()
+    except BaseException:
+        conn.close()
+        for fd in (parent_in, parent_out, parent_err):
+            if fd is not None:
+                os.close(fd)
+        raise
+    finally:
+        for fd in {child_in, child_out, child_err}:
+            os.close(fd)  # the child has its own copies
     if not reply.endswith(b"\n"):
         replies.close()
         conn.close()
         raise RuntimeError(f"the test zygote closed the connection:\n{zygote.failure()}")
-    return Forked(conn, replies, json.loads(reply)["pid"])
+    streams = (None if parent_in is None else os.fdopen(parent_in, "wb"), os.fdopen(parent_out, "rb"),
+               None if parent_err is None else os.fdopen(parent_err, "rb"))
+    return Forked(conn, replies, json.loads(reply)["pid"], streams)
