@@ -42,7 +42,7 @@ KERAS_OPTIMIZER_METHODS = {
 # Private attributes of a built Keras optimizer that the optimizers read.
 KERAS_OPTIMIZER_ATTRIBUTES = ("_distribution_strategy", "_trainable_variables", "_trainable_variables_indices")
 # Private attributes of a compiled (and fit) Keras model that experiments/training/callbacks.py reads.
-KERAS_MODEL_ATTRIBUTES = ("_loss_tracker", "_compile_metrics")
+KERAS_MODEL_ATTRIBUTES = ("_loss_tracker", "_compile_metrics", "_distribute_strategy")
 
 # Private TensorFlow callables: (object, attribute, parameters we call it with).
 TF_CALLABLES = [
@@ -140,6 +140,16 @@ def test_keras_model_private_metric_attributes():
         names = [v.name for v in metric.variables[:2]]
         assert names == ["total", "count"], changed_message(
             f"Keras metric {metric.name}'s first variables are now {names}, not the running total and count")
+    # experiments/training/session.compile_model: a model compiled outside any strategy scope has none
+    # (Keras then defers building the optimizer into the first traced step); inside one, it has it.
+    assert model._distribute_strategy is None, changed_message(
+        "keras.Model._distribute_strategy is no longer None for a model compiled outside a strategy scope")
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        scoped = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        scoped.compile(optimizer="sgd", loss="mse")
+    assert scoped._distribute_strategy is strategy, changed_message(
+        "keras.Model._distribute_strategy is no longer the strategy it was compiled under")
 
 
 @pytest.mark.parametrize("owner, name, expected", TF_CALLABLES,
